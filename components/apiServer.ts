@@ -1,0 +1,103 @@
+// kube-apiserver on one control node (seed: "Installing kube-apiserver"): binary, /var/lib/kubernetes
+// files, the unit with every flag from config, and a gate on https://127.0.0.1:6443/healthz.
+import * as pulumi from "@pulumi/pulumi";
+import { kubernetesBinary } from "./artifacts";
+import { ClusterConfig, Machine } from "./config";
+import { clientUrl } from "./etcd";
+import { PkiFiles } from "./pki";
+import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
+import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
+import { Host } from "./remote/host";
+
+/** Where the control plane's certificates, keys and configs live on a control node. */
+export const KUBERNETES_DIR = "/var/lib/kubernetes";
+const k8s = (file: string) => `${KUBERNETES_DIR}/${file}`;
+export const AUDIT_LOG = "/var/log/audit.log";
+
+/** The seed's kube-apiserver.service for one node. */
+export function renderApiServerUnit(config: ClusterConfig, node: Machine): string {
+    return renderServiceUnit({
+        description: "Kubernetes API Server",
+        documentation: "https://github.com/kubernetes/kubernetes",
+        execStart: {
+            program: "/usr/local/bin/kube-apiserver",
+            args: flags(withExtraArgs([
+                ["advertise-address", node.address],
+                ["allow-privileged", "true"],
+                ["apiserver-count", config.nodes.length],
+                ["audit-log-maxage", 30],
+                ["audit-log-maxbackup", 3],
+                ["audit-log-maxsize", 100],
+                ["audit-log-path", AUDIT_LOG],
+                ["authorization-mode", "Node,RBAC"],
+                ["bind-address", "0.0.0.0"],
+                ["client-ca-file", k8s("ca.pem")],
+                ["enable-admission-plugins",
+                    "NamespaceLifecycle,NodeRestriction,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota"],
+                ["etcd-cafile", k8s("ca.pem")],
+                ["etcd-certfile", k8s("kubernetes.pem")],
+                ["etcd-keyfile", k8s("kubernetes-key.pem")],
+                ["etcd-servers", config.nodes.map(clientUrl).join(",")],
+                ["event-ttl", "1h"],
+                ["encryption-provider-config", k8s("encryption-config.yaml")],
+                ["kubelet-certificate-authority", k8s("ca.pem")],
+                ["kubelet-client-certificate", k8s("kubernetes.pem")],
+                ["kubelet-client-key", k8s("kubernetes-key.pem")],
+                ["runtime-config", "'api/all=true'"],
+                ["service-account-key-file", k8s("service-account.pem")],
+                ["service-account-signing-key-file", k8s("service-account-key.pem")],
+                ["service-account-issuer", `https://${config.vip}:${config.apiPort}`],
+                ["service-cluster-ip-range", config.serviceCidr],
+                ["service-node-port-range", config.nodePortRange],
+                ["tls-cert-file", k8s("kubernetes.pem")],
+                ["tls-private-key-file", k8s("kubernetes-key.pem")],
+                ...(config.apiPort === 6443 ? [] : [["secure-port", config.apiPort] as [string, number]]),
+                ["v", config.logLevel],
+            ], config.apiServerExtraArgs)),
+        },
+    });
+}
+
+export interface ApiServerArgs {
+    /** The validated cluster config. */
+    config: ClusterConfig;
+    /** The control node this API server runs on. */
+    host: Host;
+    /** CA, serving pair, service-account pair, encryption config. */
+    pki: PkiFiles;
+}
+
+export class ApiServer extends pulumi.ComponentResource {
+    readonly daemon: Daemon;
+
+    constructor(name: string, args: ApiServerArgs, opts: pulumi.ComponentResourceOptions = {}) {
+        super("kthw:index:ApiServer", name, {}, opts);
+        const { config, host, pki } = args;
+        const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
+            ({ what, path: k8s(path), mode, content, ownedDirs: [KUBERNETES_DIR] });
+        const healthz = `https://127.0.0.1:${config.apiPort}/healthz`;
+        this.daemon = installDaemon(this, name, {
+            host,
+            binary: kubernetesBinary(config, "kube-apiserver"),
+            files: [
+                file("ca", "ca.pem", "0644", pki.caCert),
+                file("ca-key", "ca-key.pem", "0600", pki.caKey),
+                file("cert", "kubernetes.pem", "0644", pki.kubernetesCert),
+                file("key", "kubernetes-key.pem", "0600", pki.kubernetesKey),
+                file("service-account-cert", "service-account.pem", "0644", pki.serviceAccountCert),
+                file("service-account-key", "service-account-key.pem", "0600", pki.serviceAccountKey),
+                file("encryption-config", "encryption-config.yaml", "0600", pki.encryptionConfig),
+            ],
+            // The audit log is the API server's own output: it goes with the service.
+            service: { unitName: "kube-apiserver", afterRemove: [`rm -f ${AUDIT_LOG} /var/log/audit-*.log`] },
+            unit: renderApiServerUnit(config, host),
+            gate: {
+                what: `kube-apiserver on ${host.name} to answer ${healthz}`,
+                probe: `[ "$(curl -fsS --max-time 5 --cacert ${k8s("ca.pem")} ${healthz} 2>/dev/null)" = ok ]`,
+                diagnose: unitDiagnosis("kube-apiserver"),
+            },
+            gateTimeoutSeconds: config.healthTimeoutSeconds,
+        }, opts.dependsOn);
+        this.registerOutputs({ fingerprint: this.daemon.fingerprint });
+    }
+}

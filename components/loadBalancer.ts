@@ -1,0 +1,151 @@
+// The VIP in front of the API servers (seed: "Kubernetes API load balancer"): on each control node the VIP
+// on `lo` with ARP kept quiet, on the gateway IPVS with direct routing run by ldirectord, which checks each
+// API server's /healthz over HTTPS with the cluster CA trusted system-wide. Everything is persisted by
+// files and units the program owns, so a reboot brings it back, and `destroy` takes it away.
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "./config";
+import { PkiFiles } from "./pki";
+import { renderServiceUnit } from "./render/systemd";
+import { fingerprint } from "./remote/fingerprint";
+import { Host } from "./remote/host";
+import { childOptions } from "./remote/options";
+import { localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
+
+export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
+export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
+export const CA_TRUST_FILE = "/usr/local/share/ca-certificates/kubernetes-ca.crt";
+/** ldirectord's unit touches /var/lock/subsys/ldirectord and is marked failed when the folder is missing. */
+export const SUBSYS_TMPFILES = "/etc/tmpfiles.d/ldirectord-subsys.conf";
+export const VIP_UNIT = "kubernetes-vip";
+
+/** The seed's ARP settings: never answer or announce the VIP from a control node. */
+export function renderArpSysctl(): string {
+    return ["net.ipv4.conf.all.arp_announce = 2", "net.ipv4.conf.all.arp_ignore = 1"].join("\n") + "\n";
+}
+
+/**
+ * A oneshot unit that holds the VIP on an interface while it is active. On control nodes it applies the ARP
+ * settings first (containers skip systemd-sysctl, so the unit does it), so the VIP is never announced.
+ */
+export function renderVipUnit(config: ClusterConfig, device: string, arpSysctlFile?: string): string {
+    const address = `${config.vip}/32`;
+    const deviceUnit = `sys-subsystem-net-devices-${device}.device`;
+    return renderServiceUnit({
+        description: `Kubernetes API virtual IP ${config.vip} on ${device}`,
+        unitEntries: device === "lo"
+            ? [["After", "network-pre.target"]]
+            : [["BindsTo", deviceUnit], ["After", deviceUnit]],
+        serviceEntries: [
+            ["Type", "oneshot"],
+            ["RemainAfterExit", "yes"],
+            ...(arpSysctlFile ? [["ExecStartPre", `sysctl -p ${arpSysctlFile}`] as [string, string]] : []),
+        ],
+        execStart: { program: "ip", args: [`addr replace ${address} dev ${device}`] },
+        serviceTail: [["ExecStop", `-ip addr del ${address} dev ${device}`]],
+    });
+}
+
+/** The seed's /etc/ha.d/ldirectord.cf: one `real=` line per control node, HTTPS /healthz checks. */
+export function renderLdirectordConfig(config: ClusterConfig): string {
+    const port = config.apiPort;
+    return [
+        "checktimeout=5",
+        "checkinterval=1",
+        "autoreload=yes",
+        "quiescent=yes",
+        "",
+        `virtual=${config.vip}:${port}`,
+        `    servicename=${config.vipName}`,
+        ...config.nodes.map(n => `    real=${n.address}:${port} gate`),
+        "    scheduler=wrr",
+        "    checktype=negotiate",
+        "    service=https",
+        `    request="healthz"`,
+        `    receive="ok"`,
+    ].join("\n") + "\n";
+}
+
+export interface IpvsLoadBalancerArgs {
+    /** The validated cluster config. */
+    config: ClusterConfig;
+    /** Control nodes: each gets the VIP on `lo`. */
+    nodes: Host[];
+    /** The gateway: IPVS, ldirectord and the VIP on its NIC. */
+    gateway: Host;
+    /** The cluster CA, trusted system-wide on the gateway for ldirectord's HTTPS checks. */
+    pki: PkiFiles;
+    /** Changes whenever an API server restarts; the VIP gate then runs again. */
+    apiServerFingerprints: pulumi.Input<string>[];
+}
+
+export class IpvsLoadBalancer extends pulumi.ComponentResource {
+    /** Passes once https://<VIP>:<port>/healthz answers `ok` from where pulumi runs. */
+    readonly ready: pulumi.Resource;
+    readonly url: string;
+
+    constructor(name: string, args: IpvsLoadBalancerArgs, opts: pulumi.ComponentResourceOptions = {}) {
+        super("kthw:index:IpvsLoadBalancer", name, {}, opts);
+        const { config, gateway, pki } = args;
+        const after = childOptions(this, opts.dependsOn);
+
+        // Control nodes: the VIP on lo, ARP quiet.
+        const nodeVips = args.nodes.map(node => {
+            const arp = remoteFile(`${name}-${node.name}-arp-sysctl`, node, {
+                path: ARP_SYSCTL_FILE, mode: "0644",
+                // Back to the kernel's defaults once the VIP is gone.
+                afterRemove: ["sysctl -q -w net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_ignore=0"],
+            }, renderArpSysctl(), after);
+            const unit = renderVipUnit(config, "lo", ARP_SYSCTL_FILE);
+            return systemdService(`${name}-${node.name}-vip`, node,
+                { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart" },
+                fingerprint([unit, renderArpSysctl()]), unit, childOptions(this, opts.dependsOn, arp));
+        });
+
+        // The gateway: check what the seed installs with apt before changing anything.
+        const ready = precondition(`${name}-gateway-prerequisites`, gateway, [
+            { test: "command -v ipvsadm >/dev/null", message: "ipvsadm is not installed (apt install ipvsadm)" },
+            { test: "command -v ldirectord >/dev/null", message: "ldirectord is not installed (apt install ldirectord)" },
+            { test: "command -v update-ca-certificates >/dev/null", message: "ca-certificates is not installed" },
+            { test: `ip link show dev ${config.nic} >/dev/null 2>&1`,
+                message: `no network interface ${config.nic} (config key control-plane:nic)` },
+        ], after);
+        const gatewayStep = childOptions(this, opts.dependsOn, ready);
+        const gatewayUnit = renderVipUnit(config, config.nic);
+        const gatewayVip = systemdService(`${name}-gateway-vip`, gateway,
+            { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart" },
+            fingerprint([gatewayUnit]), gatewayUnit, gatewayStep);
+        const caTrust = remoteFile(`${name}-ca-trust`, gateway, {
+            path: CA_TRUST_FILE, mode: "0644",
+            afterWrite: ["update-ca-certificates >/dev/null"],
+            afterRemove: ["update-ca-certificates --fresh >/dev/null"],
+        }, pki.caCert, gatewayStep);
+        const subsysTmpfile = "d /run/lock/subsys 0755 root root -\n";
+        const subsys = remoteFile(`${name}-lock-dir`, gateway, {
+            path: SUBSYS_TMPFILES, mode: "0644",
+            afterWrite: [`systemd-tmpfiles --create ${SUBSYS_TMPFILES}`],
+            afterRemove: ["if [ -d /run/lock/subsys ]; then rmdir --ignore-fail-on-non-empty /run/lock/subsys; fi"],
+        }, subsysTmpfile, gatewayStep);
+        const ldirectordConfig = renderLdirectordConfig(config);
+        const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
+            { path: LDIRECTORD_CONFIG, mode: "0644" }, ldirectordConfig, gatewayStep);
+        // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
+        // server at weight 0 until its first check passes, a short outage of the VIP.
+        const ldirectord = systemdService(`${name}-ldirectord`, gateway, {
+            unitName: "ldirectord", ownsUnitFile: false, onChange: "reload",
+            afterRemove: [`ipvsadm -D -t ${config.vip}:${config.apiPort} 2>/dev/null || true`],
+        }, fingerprint([ldirectordConfig, pki.caCert]), undefined,
+        childOptions(this, opts.dependsOn, gatewayVip, caTrust, subsys, configFile));
+
+        this.url = `https://${config.vip}:${config.apiPort}`;
+        const healthz = `${this.url}/healthz`;
+        this.ready = localHealthGate(`${name}-vip-healthy`, {
+            what: `${healthz} to answer through the load balancer`,
+            setup: [`ca=$(mktemp)`, `trap 'rm -f "$ca"' EXIT`, `cat > "$ca"`],
+            probe: `[ "$(curl -fsS --max-time 5 --cacert "$ca" ${healthz} 2>/dev/null)" = ok ]`,
+            timeoutSeconds: config.healthTimeoutSeconds,
+            diagnose: `curl -sS --max-time 5 --cacert "$ca" ${healthz}`,
+        }, fingerprint([ldirectordConfig, pki.caCert, ...args.apiServerFingerprints]), pki.caCert,
+        childOptions(this, opts.dependsOn, ldirectord, ...nodeVips));
+        this.registerOutputs({ url: this.url });
+    }
+}

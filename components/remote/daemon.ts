@@ -1,0 +1,59 @@
+// The shape every control plane daemon shares: its binaries, its files, its unit (restarted when any of
+// them changes) and, optionally, a health gate that waits until it answers. One place, five components.
+import * as pulumi from "@pulumi/pulumi";
+import { fingerprint } from "./fingerprint";
+import { Host } from "./host";
+import { childOptions } from "./options";
+import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, systemdService } from "./steps";
+
+export interface DaemonFile extends FileSpec {
+    /** Short name of the step (`ca`, `key`, `kubeconfig`). */
+    what: string;
+    content: pulumi.Input<string>;
+}
+
+export interface DaemonSpec {
+    host: Host;
+    binary: BinarySpec;
+    files: DaemonFile[];
+    /** Files written by another component that this daemon reads: a change restarts it too. */
+    readsAlso?: pulumi.Input<string>[];
+    service: Omit<ServiceSpec, "fingerprint" | "ownsUnitFile" | "onChange">;
+    unit: string;
+    gate?: Omit<GateSpec, "fingerprint" | "timeoutSeconds">;
+    gateTimeoutSeconds: number;
+    /** Steps of the component that must precede the service (a data directory). */
+    before?: pulumi.Resource[];
+}
+
+export interface Daemon {
+    service: pulumi.Resource;
+    /** The last step: the gate if there is one, else the service. */
+    ready: pulumi.Resource;
+    /** Changes whenever the daemon restarts. */
+    fingerprint: pulumi.Output<string>;
+}
+
+/** Creates the steps of one daemon as children of `component`, named `${name}-<what>`. */
+export function installDaemon(component: pulumi.ComponentResource, name: string, spec: DaemonSpec,
+    deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
+    const after = childOptions(component, deps);
+    const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary, after);
+    const files = spec.files.map(({ what, content, ...file }) =>
+        remoteFile(`${name}-${what}`, spec.host, file, content, after));
+    const restartOn = fingerprint([spec.unit, spec.binary.url, spec.binary.sha256,
+        ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
+    const service = systemdService(`${name}-service`, spec.host,
+        { ...spec.service, ownsUnitFile: true, onChange: "restart" }, restartOn, spec.unit,
+        childOptions(component, deps, installed, ...files, ...(spec.before ?? [])));
+    const ready = spec.gate
+        ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },
+            restartOn, childOptions(component, deps, service))
+        : service;
+    return { service, ready, fingerprint: restartOn };
+}
+
+/** What the journal says about a unit, for a gate's timeout error. */
+export function unitDiagnosis(unit: string): string {
+    return `{ systemctl status --no-pager ${unit}; journalctl -u ${unit} -n 20 --no-pager; }`;
+}

@@ -1,0 +1,275 @@
+// The few building blocks every component is made of: a remote file, a binary install, a systemd service,
+// a data directory and a health gate. Each is a remote.Command whose scripts come from a pure function
+// below (tests lint and compare them); each step that changes a host has a delete that undoes exactly it.
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { asRoot, script, shq, waitUntil } from "./shell";
+import { Host } from "./host";
+
+export interface StepScripts {
+    create: string;
+    update?: string;
+    delete?: string;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Pure script renderers.
+
+export interface FileSpec {
+    path: string;
+    /** Octal mode, e.g. "0644"; keys and kubeconfigs get "0600". */
+    mode: string;
+    /** Directories this file lives in that the program owns: created 0755 if missing, removed when empty. */
+    ownedDirs?: string[];
+    /** Commands run after the file is written (update-ca-certificates). */
+    afterWrite?: string[];
+    /** Commands run after the file is removed. */
+    afterRemove?: string[];
+}
+
+/** Writes stdin to the file atomically (temp file, chmod, rename): content never touches a command line. */
+export function fileScripts(spec: FileSpec): StepScripts {
+    const dir = path.posix.dirname(spec.path);
+    const owned = spec.ownedDirs ?? [];
+    return {
+        create: script(
+            `target=${shq(spec.path)}`,
+            `[ -d ${shq(dir)} ] || install -d -m 0755 ${shq(dir)}`,
+            `tmp=$(mktemp "$target.XXXXXX")`,
+            `trap 'rm -f "$tmp"' EXIT`,
+            `cat > "$tmp"`,
+            `chmod ${spec.mode} "$tmp"`,
+            `mv -f "$tmp" "$target"`,
+            `trap - EXIT`,
+            ...(spec.afterWrite ?? []),
+        ),
+        delete: script(
+            `rm -f ${shq(spec.path)}`,
+            ...owned.map(d => `if [ -d ${shq(d)} ]; then rmdir --ignore-fail-on-non-empty ${shq(d)}; fi`),
+            ...(spec.afterRemove ?? []),
+        ),
+    };
+}
+
+export interface BinarySpec {
+    url: string;
+    /** Expected sha256 of the download; empty: not checked. */
+    sha256: string;
+    /** For a .tar.gz: the folder inside the archive that holds the binaries. */
+    archiveDir?: string;
+    binaries: string[];
+    installDir: string;
+}
+
+/**
+ * Downloads into a temp dir, verifies the checksum, and only then installs: a failed download or a
+ * mismatch leaves the host untouched, with an error naming the URL.
+ */
+export function binaryScripts(spec: BinarySpec): StepScripts {
+    const source = spec.archiveDir ? `"$work/${spec.archiveDir}"` : `"$work"`;
+    return {
+        create: script(
+            `url=${shq(spec.url)}`,
+            `expected=${shq(spec.sha256)}`,
+            `command -v curl >/dev/null || { echo "curl is required on $(hostname) to download $url" >&2; exit 1; }`,
+            `work=$(mktemp -d)`,
+            `trap 'rm -rf "$work"' EXIT`,
+            `curl -fsSL --retry 2 --connect-timeout 10 -o "$work/download" "$url" ||`,
+            `  { echo "download failed on $(hostname): $url" >&2; exit 1; }`,
+            `if [ -n "$expected" ]; then`,
+            `  actual=$(sha256sum "$work/download" | cut -d' ' -f1)`,
+            `  if [ "$actual" != "$expected" ]; then`,
+            `    echo "checksum mismatch for $url on $(hostname): expected $expected, got $actual" >&2`,
+            `    exit 1`,
+            `  fi`,
+            `fi`,
+            ...(spec.archiveDir
+                ? [`tar -xzf "$work/download" -C "$work"`]
+                : [`mv "$work/download" "$work/${spec.binaries[0]}"`]),
+            `install -d -m 0755 ${shq(spec.installDir)}`,
+            ...spec.binaries.map(b => `install -m 0755 ${source}/${b} ${shq(`${spec.installDir}/${b}`)}`),
+        ),
+        delete: script(`rm -f ${spec.binaries.map(b => shq(`${spec.installDir}/${b}`)).join(" ")}`),
+    };
+}
+
+export interface ServiceSpec {
+    unitName: string;
+    /** Changes whenever anything the service reads changes; a change re-runs the step, which restarts. */
+    fingerprint: string;
+    /** The unit file is written from stdin; false for a unit a package ships (ldirectord). */
+    ownsUnitFile: boolean;
+    /** How a running service takes a change: restart, or reload (ldirectord keeps its real servers' state). */
+    onChange: "restart" | "reload";
+    /**
+     * Do not wait for startup: etcd's Type=notify start blocks until the cluster has quorum, so members are
+     * started without blocking and a health gate waits for them.
+     */
+    noBlock?: boolean;
+    /** Commands run after the service is stopped and removed (its logs, its IPVS rules). */
+    afterRemove?: string[];
+}
+
+export function serviceScripts(spec: ServiceSpec): StepScripts {
+    const unit = shq(spec.unitName);
+    const unitFile = shq(`/etc/systemd/system/${spec.unitName}.service`);
+    const block = spec.noBlock ? " --no-block" : "";
+    const install = spec.ownsUnitFile
+        ? [`tmp=$(mktemp)`, `trap 'rm -f "$tmp"' EXIT`, `cat > "$tmp"`, `install -m 0644 "$tmp" ${unitFile}`,
+            `systemctl daemon-reload`]
+        : [];
+    const header = `# re-run (and ${spec.onChange}) when the inputs change: ${spec.fingerprint}`;
+    const start = [`systemctl enable --quiet ${unit}`, `systemctl restart${block} ${unit}`];
+    const change = spec.onChange === "reload"
+        ? [`systemctl enable --quiet ${unit}`,
+            `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start${block} ${unit}; fi`]
+        : start;
+    return {
+        create: script(header, ...install, ...start),
+        update: script(header, ...install, ...change),
+        delete: script(
+            `systemctl disable --now --quiet ${unit} 2>/dev/null || true`,
+            ...(spec.ownsUnitFile ? [`rm -f ${unitFile}`, `systemctl daemon-reload`] : []),
+            `systemctl reset-failed ${unit} 2>/dev/null || true`,
+            ...(spec.afterRemove ?? []),
+        ),
+    };
+}
+
+export interface DirectorySpec {
+    path: string;
+    mode: string;
+}
+
+/** A data directory the program owns outright: created with its mode, removed with its contents. */
+export function directoryScripts(spec: DirectorySpec): StepScripts {
+    return {
+        create: script(`install -d -m ${spec.mode} ${shq(spec.path)}`),
+        delete: script(`rm -rf ${shq(spec.path)}`),
+    };
+}
+
+export interface GateSpec {
+    /** What the gate waits for, in words: it is printed while waiting and in the timeout error. */
+    what: string;
+    /** Shell lines defining what `probe` uses (functions, temp files). */
+    setup?: string[];
+    /** A command that succeeds once the component is healthy. */
+    probe: string;
+    timeoutSeconds: number;
+    /** A command whose output explains a timeout (systemctl status, journal lines). */
+    diagnose?: string;
+    /** Changes whenever what the gate checks was restarted; the gate then runs again. */
+    fingerprint: string;
+}
+
+/** A read-only bounded poll: it changes nothing on the host, so it has no delete. */
+export function gateScript(spec: GateSpec): string {
+    return script(
+        `# re-run when the checked services change: ${spec.fingerprint}`,
+        ...(spec.setup ?? []),
+        ...waitUntil(spec.what, spec.probe, spec.timeoutSeconds, spec.diagnose),
+    );
+}
+
+/** A read-only check that a host has what the program expects, failing with what is missing. */
+export function preconditionScript(checks: { test: string; message: string }[]): string {
+    return script(
+        `missing=()`,
+        ...checks.map(c => `${c.test} || missing+=(${shq(c.message)})`),
+        `if (( \${#missing[@]} > 0 )); then`,
+        `  printf '%s: %s\\n' "$(hostname)" "\${missing[@]}" >&2`,
+        `  exit 1`,
+        `fi`,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Resources.
+
+type Scripted = pulumi.Input<StepScripts>;
+
+export interface StepArgs {
+    host: Host;
+    scripts: Scripted;
+    /** Passed on stdin: file content, unit files. Never on a command line. */
+    stdin?: pulumi.Input<string>;
+    /** The step replaces itself (instead of updating) when these change. */
+    triggers?: pulumi.Input<string>[];
+}
+
+/** Runs a step's scripts as root on the host, with the host's SSH settings. */
+export function remoteStep(name: string, args: StepArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const scripts = pulumi.output(args.scripts);
+    return new command.remote.Command(name, {
+        connection: args.host.connection,
+        create: scripts.apply(s => asRoot(s.create)),
+        update: scripts.apply(s => (s.update ? asRoot(s.update) : asRoot(s.create))),
+        delete: scripts.apply(s => (s.delete ? asRoot(s.delete) : undefined)) as pulumi.Output<string>,
+        stdin: args.stdin,
+        triggers: args.triggers,
+        // The previous stdout in the environment needs AcceptEnv on the server; nothing here uses it.
+        addPreviousOutputInEnv: false,
+    }, pulumi.mergeOptions(args.host.stepOptions, {
+        ...opts,
+        // stdin can carry a private key: keep it (and anything echoed) a secret in state.
+        additionalSecretOutputs: ["stdin", "stdout", "stderr"],
+    }));
+}
+
+export function remoteFile(name: string, host: Host, spec: FileSpec, content: pulumi.Input<string>,
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    return remoteStep(name, { host, scripts: fileScripts(spec), stdin: content }, opts);
+}
+
+export function binaryInstall(name: string, host: Host, spec: BinarySpec,
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    return remoteStep(name, { host, scripts: binaryScripts(spec) }, opts);
+}
+
+export function dataDirectory(name: string, host: Host, spec: DirectorySpec,
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    return remoteStep(name, { host, scripts: directoryScripts(spec) }, opts);
+}
+
+export function systemdService(name: string, host: Host, spec: Omit<ServiceSpec, "fingerprint">,
+    fingerprint: pulumi.Input<string>, unitContent: pulumi.Input<string> | undefined,
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const scripts = pulumi.output(fingerprint).apply(f => serviceScripts({ ...spec, fingerprint: f }));
+    return remoteStep(name, { host, scripts, stdin: unitContent }, opts);
+}
+
+/** A gate on a host; it is replaced (re-run) whenever its fingerprint changes. */
+export function healthGate(name: string, host: Host, spec: Omit<GateSpec, "fingerprint">,
+    fingerprint: pulumi.Input<string>, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const create = pulumi.output(fingerprint).apply(f => gateScript({ ...spec, fingerprint: f }));
+    return new command.remote.Command(name, {
+        connection: host.connection,
+        create: create.apply(asRoot),
+        triggers: [fingerprint],
+        addPreviousOutputInEnv: false,
+    }, pulumi.mergeOptions(host.stepOptions, opts));
+}
+
+/** A gate run where `pulumi` runs (checks what clients see, e.g. the VIP); stdin feeds `setup`. */
+export function localHealthGate(name: string, spec: Omit<GateSpec, "fingerprint">, fingerprint: pulumi.Input<string>,
+    stdin: pulumi.Input<string> | undefined, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const create = pulumi.output(fingerprint).apply(f => gateScript({ ...spec, fingerprint: f }));
+    return new command.local.Command(name, {
+        create: create.apply(text => `bash -c ${shq(text)}`),
+        stdin,
+        triggers: [fingerprint],
+        addPreviousOutputInEnv: false,
+    }, opts);
+}
+
+/** A read-only check of a host's prerequisites, run before anything on it changes. */
+export function precondition(name: string, host: Host, checks: { test: string; message: string }[],
+    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    return new command.remote.Command(name, {
+        connection: host.connection,
+        create: asRoot(preconditionScript(checks)),
+        addPreviousOutputInEnv: false,
+    }, pulumi.mergeOptions(host.stepOptions, opts));
+}

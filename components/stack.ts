@@ -1,0 +1,59 @@
+// Reads the stack's config once, validates it before any resource exists, and loads the SSH key.
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import { CONFIG_KEYS, CONFIG_NAMESPACE, ClusterConfig, DEFAULTS, expandHome, validateConfig } from "./config";
+import { SshAccess, sshAccess } from "./remote/host";
+
+export interface Stack {
+    config: ClusterConfig;
+    ssh: SshAccess;
+}
+
+/** Stack config values arrive as strings; lists, maps and numbers are JSON, as `pulumi config` stores them. */
+function rawConfig(errors: string[]): Record<string, unknown> {
+    const raw: Record<string, unknown> = {};
+    const prefix = `${CONFIG_NAMESPACE}:`;
+    for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
+        if (!fullKey.startsWith(prefix)) {
+            continue;
+        }
+        const key = fullKey.slice(prefix.length);
+        const known = (CONFIG_KEYS as string[]).includes(key);
+        if (!known || typeof DEFAULTS[key as keyof ClusterConfig] === "string") {
+            raw[key] = value;
+            continue;
+        }
+        try {
+            raw[key] = JSON.parse(value);
+        } catch {
+            errors.push(`${fullKey}: ${JSON.stringify(value)} is not a valid ${
+                typeof DEFAULTS[key as keyof ClusterConfig] === "number" ? "number" : "list or map"}`);
+        }
+    }
+    return raw;
+}
+
+/** The validated config and SSH access, or an error listing every problem (no resource is created). */
+export function loadStack(): Stack {
+    const parseErrors: string[] = [];
+    const raw = rawConfig(parseErrors);
+    const { config, errors, warnings } = validateConfig(raw, { exists: file => fs.existsSync(file) });
+    const keyPath = expandHome(config.sshPrivateKeyPath);
+    const keyFound = fs.existsSync(keyPath);
+    const preview = pulumi.runtime.isDryRun();
+    const problems = [...parseErrors, ...errors];
+    if (!keyFound && !preview) {
+        problems.push(`${CONFIG_NAMESPACE}:sshPrivateKeyPath: no SSH private key at ${keyPath} ` +
+            `(pulumi up needs it to reach the hosts; pulumi preview does not)`);
+    }
+    if (problems.length > 0) {
+        throw new pulumi.RunError(`invalid configuration:\n${problems.map(p => `  - ${p}`).join("\n")}`);
+    }
+    warnings.forEach(w => pulumi.log.warn(w));
+    if (!keyFound) {
+        pulumi.log.info(`no SSH private key at ${keyPath}: previewing without reaching the hosts`);
+    }
+    // The key is a secret from the moment it is read: in state it is encrypted, in logs it is [secret].
+    const privateKey = pulumi.secret(keyFound ? fs.readFileSync(keyPath, "utf8") : "preview without an SSH key");
+    return { config, ssh: sshAccess(config, privateKey, !keyFound) };
+}
