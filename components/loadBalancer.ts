@@ -40,7 +40,7 @@ export function renderVipUnit(config: ClusterConfig, device: string, arpSysctlFi
             ["RemainAfterExit", "yes"],
             ...(arpSysctlFile ? [["ExecStartPre", `sysctl -p ${arpSysctlFile}`] as [string, string]] : []),
         ],
-        execStart: { program: "ip", args: [`addr replace ${address} dev ${device}`] },
+        execStart: { program: `ip addr replace ${address} dev ${device}`, args: [] },
         serviceTail: [["ExecStop", `-ip addr del ${address} dev ${device}`]],
     });
 }

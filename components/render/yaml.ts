@@ -4,7 +4,7 @@
 
 export type YamlValue = string | number | boolean | null | YamlValue[] | { [key: string]: YamlValue };
 
-const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_./:@-]*$/;
+const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_./:@+=-]*$/;
 const RESERVED = /^(true|false|yes|no|on|off|null|~|y|n)$/i;
 
 function scalar(value: string | number | boolean | null): string {
@@ -14,7 +14,7 @@ function scalar(value: string | number | boolean | null): string {
     if (typeof value !== "string") {
         return String(value);
     }
-    const plain = PLAIN.test(value) && !RESERVED.test(value) && !/^[0-9.+-]/.test(value) && !value.endsWith(":");
+    const plain = PLAIN.test(value) && !RESERVED.test(value) && !/^[0-9.+-]/.test(value) && !value.endsWith(":") && !value.includes(": ");
     return plain ? value : JSON.stringify(value);
 }
 

@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Helpers of the lab tests: each check prints "PASS: name" or "FAIL: name" (what
+# test/lab/run.sh counts) and the test file exits non-zero if any check failed.
+TEST_FAILED=0
+
+pass() { printf 'PASS: %s\n' "$*"; }
+fail() {
+  printf 'FAIL: %s\n' "$*"
+  TEST_FAILED=1
+}
+
+# check NAME CMD...: PASS when CMD succeeds; on failure shows its output.
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    pass "$name"
+  else
+    fail "$name"
+    [[ -z $out ]] || printf '%s\n' "$out" | sed 's/^/    /' | tail -n 15
+  fi
+}
+
+# check_not NAME CMD...: PASS when CMD fails.
+check_not() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    fail "$name"
+    [[ -z $out ]] || printf '%s\n' "$out" | sed 's/^/    /' | tail -n 15
+  else
+    pass "$name"
+  fi
+}
+
+# check_eq NAME WANT CMD...: PASS when CMD prints exactly WANT.
+check_eq() {
+  local name=$1 want=$2 out
+  shift 2
+  out=$("$@" 2>&1) || true
+  if [[ $out == "$want" ]]; then
+    pass "$name"
+  else
+    fail "$name (want '$want', got '$out')"
+  fi
+}
+
+test_done() { exit "$TEST_FAILED"; }

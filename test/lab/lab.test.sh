@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Checks a lab that is up (npm run lab:up): the hosts look to the program like the seed's VMs.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=lab/lib.sh
+source "$repo/lab/lib.sh"
+# shellcheck source=test/lab/helpers.sh
+source "$here/helpers.sh"
+
+if ! lab_ns_exists; then
+  fail "the lab is up (no network namespace $LAB_NS: run npm run lab:up first)"
+  test_done
+fi
+
+on() { "$repo/lab/ssh.sh" "$@"; }
+
+# --- the lab key and the pinned host keys
+check_eq "lab key $LAB_KEY has mode 0600" 600 stat -c %a "$LAB_KEY"
+stack=$repo/Pulumi.lab.yaml
+check "Pulumi.lab.yaml exists" test -f "$stack"
+
+for h in "${LAB_HOSTS[@]}"; do
+  ip=${LAB_IP[$h]}
+  check_eq "$h: SSH with the lab key reaches $ip as ubuntu" ubuntu on "$h" id -un
+  check_eq "$h: passwordless sudo" 0 on "$h" sudo -n id -u
+  check_eq "$h: hostname" "$h" on "$h" hostname
+  check "$h: has $ip on enp0s1" on "$h" "ip -4 -o addr show dev enp0s1 | grep -qw 'inet $ip/24'"
+  # The host key the host presents is the one pinned in known_hosts and Pulumi.lab.yaml.
+  want=$(cut -d' ' -f1-2 "$LAB_HOSTKEYS/$h/ssh_host_ed25519_key.pub")
+  got=$(lab_in_ns ssh-keyscan -T 5 -t ed25519 "$ip" 2>/dev/null | awk '{print $2" "$3}' | head -n1)
+  check_eq "$h: presents its lab host key" "$want" echo "$got"
+  check "$h: Pulumi.lab.yaml pins that host key" grep -qxF "    $h: $want" "$stack"
+  # Pinning is real: the same host under another host's pinned key is refused.
+  other=control0
+  [[ $h == control0 ]] && other=control1
+  mapfile -t opts < <(lab_ssh_opts "$other" nomux)
+  check_not "$h: SSH refuses a host key pinned for another host" \
+    lab_in_ns ssh "${opts[@]}" "ubuntu@$ip" true
+  state=$(on "$h" "timeout 60 systemctl is-system-running --wait" 2>/dev/null || true)
+  case $state in
+    running | degraded)
+      pass "$h: systemctl is-system-running answers: $state"
+      [[ $state == degraded ]] &&
+        on "$h" "systemctl --failed --no-legend --plain" 2>/dev/null | sed "s/^/    $h failed unit: /"
+      ;;
+    *) fail "$h: systemctl is-system-running answers running or degraded (got '$state')" ;;
+  esac
+  check_eq "$h: resolves kubernetes to the VIP" "$LAB_VIP" on "$h" "getent hosts kubernetes | awk '{print \$1}'"
+  check_eq "$h: resolves kubernetes.kubenet to the VIP" "$LAB_VIP" on "$h" "getent hosts kubernetes.kubenet | awk '{print \$1}'"
+  check_eq "$h: resolves gateway and control0..2" \
+    "${LAB_IP[gateway]} ${LAB_IP[control0]} ${LAB_IP[control1]} ${LAB_IP[control2]}" \
+    on "$h" "for n in gateway control0 control1 control2; do getent hosts \$n | awk '{print \$1}'; done | xargs"
+  check_not "$h: has no route out of the lab (ip route get 8.8.8.8 fails)" on "$h" ip route get 8.8.8.8
+  check_eq "$h: has no default route" "" on "$h" ip route show default
+done
+
+# --- control nodes: what the program needs there
+for n in "${LAB_NODES[@]}"; do
+  # shellcheck disable=SC2016 # expanded on the node
+  check "$n: arp_ignore/arp_announce writable" on "$n" '
+    set -e
+    old_i=$(sysctl -n net.ipv4.conf.all.arp_ignore); old_a=$(sysctl -n net.ipv4.conf.all.arp_announce)
+    sudo sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+    [ "$(sysctl -n net.ipv4.conf.all.arp_ignore)" = 1 ] && [ "$(sysctl -n net.ipv4.conf.all.arp_announce)" = 2 ]
+    sudo sysctl -q -w net.ipv4.conf.all.arp_ignore="$old_i" net.ipv4.conf.all.arp_announce="$old_a"'
+  check "$n: can add the VIP on lo (ip addr add/del ${LAB_VIP}/32 dev lo)" on "$n" \
+    "sudo ip addr add $LAB_VIP/32 dev lo && sudo ip addr del $LAB_VIP/32 dev lo"
+  check "$n: curl, tar, gzip, systemctl present" on "$n" "command -v curl && command -v tar && command -v gzip && command -v systemctl"
+  if [[ ${KCP_LAB_NO_MIRROR:-0} != 1 ]]; then
+    check "$n: reaches the mirror http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT" on "$n" \
+      "curl -fsS -o /dev/null --max-time 5 http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT/SHA256SUMS.json"
+  fi
+done
+
+# --- the gateway: IPVS and ldirectord as the seed's chapter needs them
+check "gateway: ip_vs loaded" on gateway "grep -qw '^ip_vs' /proc/modules && test -e /proc/net/ip_vs"
+check "gateway: sudo ipvsadm -Ln runs" on gateway sudo -n ipvsadm -Ln
+check "gateway: ldirectord installed" on gateway "dpkg-query -W -f='\${Status}' ldirectord | grep -q 'install ok installed'"
+check_not "gateway: ldirectord not running" on gateway "pgrep -x ldirectord || systemctl is-active --quiet ldirectord"
+check_not "gateway: ldirectord not enabled" on gateway "systemctl is-enabled --quiet ldirectord"
+check "gateway: perl HTTPS for ldirectord checks" on gateway "perl -MLWP::UserAgent -MLWP::Protocol::https -MIO::Socket::SSL -e1"
+check_not "gateway: /run/lock/subsys not pre-created" on gateway test -e /run/lock/subsys
+check_eq "gateway: NIC is enp0s1 (the program's default nic)" enp0s1 on gateway \
+  "ip -o link show | awk -F': ' '\$2 != \"lo\" {print \$2}' | xargs"
+
+# --- the runner's namespace: no way out
+check_not "runner: ip route get 8.8.8.8 fails in $LAB_NS" lab_in_ns ip route get 8.8.8.8
+check_not "runner: ip route get 10.0.0.1 fails in $LAB_NS" lab_in_ns ip route get 10.0.0.1
+check_eq "runner: no default route in $LAB_NS" "" lab_in_ns ip route show default
+check_eq "runner: ip_forward off in $LAB_NS" 0 lab_in_ns cat /proc/sys/net/ipv4/ip_forward
+check "runner: has $LAB_RUNNER_IP/24 on $LAB_BRIDGE" sh -c \
+  "ip -n $LAB_NS -4 -o addr show dev $LAB_BRIDGE | grep -qw 'inet $LAB_RUNNER_IP/24'"
+check_eq "runner: lab/exec.sh resolves kubernetes to the VIP" "$LAB_VIP" \
+  "$repo/lab/exec.sh" sh -c "getent hosts kubernetes | awk '{print \$1}'"
+# No traffic is ever sent to an outside address: the routing checks above are the proof.
+
+test_done

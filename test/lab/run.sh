@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# npm run test:lab — the lab's tests.
+#   1. brings the lab up (npm run lab:up) if it is not up;
+#   2. runs every test/lab/*.test.sh except down.test.sh against the lab that is up;
+#   3. takes the lab down (npm run lab:down) and runs down.test.sh;
+#   4. if the lab was up before this run, brings it up again.
+# KCP_LAB_TEST_DOWN=0 skips 3 and 4 (the lab stays up).
+# A test file prints "PASS: name" / "FAIL: name" lines (TAP "ok"/"not ok" lines count too);
+# a file that prints none counts as one test, passed when it exits 0.
+# Last line: "N passed, N failed"; exit status non-zero when anything failed.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=lab/lib.sh
+source "$repo/lab/lib.sh"
+
+passed=0
+failed=0
+log() { printf '[test:lab %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+# run_file FILE: runs one test file, streams its output, adds to the counts.
+run_file() {
+  local f=$1 out rc=0 p q t0=$SECONDS
+  log "running ${f#"$repo"/}"
+  out=$(mktemp)
+  bash "$f" 2>&1 | tee "$out" || rc=$?
+  p=$(grep -cE '^(PASS:|ok )' "$out" || true)
+  q=$(grep -cE '^(FAIL:|not ok )' "$out" || true)
+  rm -f "$out"
+  if ((p + q == 0)); then
+    if ((rc == 0)); then p=1; else q=1; fi
+  elif ((rc != 0 && q == 0)); then
+    q=1
+    echo "FAIL: ${f##*/} exited $rc"
+  fi
+  passed=$((passed + p))
+  failed=$((failed + q))
+  log "${f##*/}: $p passed, $q failed in $((SECONDS - t0))s"
+}
+
+# step NAME CMD...: a lab step that must work (counted as a test).
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  log "$name"
+  if "$@"; then
+    echo "PASS: $name ($((SECONDS - t0))s)"
+    passed=$((passed + 1))
+  else
+    echo "FAIL: $name ($((SECONDS - t0))s)"
+    failed=$((failed + 1))
+    return 1
+  fi
+}
+
+was_up=0
+lab_ns_exists && was_up=1
+up_ok=1
+if ((was_up == 0)); then
+  step "npm run lab:up" bash "$repo/lab/up.sh" || up_ok=0
+fi
+
+shopt -s nullglob
+for f in "$here"/*.test.sh; do
+  [[ ${f##*/} == down.test.sh ]] && continue
+  if ((up_ok == 0)) && [[ ${f##*/} == lab.test.sh ]]; then
+    echo "FAIL: lab.test.sh (not run: lab:up failed)"
+    failed=$((failed + 1))
+    continue
+  fi
+  run_file "$f"
+done
+
+if [[ ${KCP_LAB_TEST_DOWN:-1} != 0 ]]; then
+  if step "npm run lab:down" bash "$repo/lab/down.sh"; then
+    run_file "$here/down.test.sh"
+    step "npm run lab:down again (nothing running)" bash "$repo/lab/down.sh" || true
+  fi
+  if ((was_up == 1)); then
+    step "npm run lab:up (restore the lab that was up)" bash "$repo/lab/up.sh" || true
+  fi
+fi
+
+echo "$passed passed, $failed failed"
+((failed == 0))

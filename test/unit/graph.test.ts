@@ -1,0 +1,234 @@
+// The resource graph of the whole program under mocks: components, parents, the chapter's order through
+// explicit dependsOn edges, deletes, and secrets, for 1, 3 and 5 control nodes and both architectures.
+import { strict as assert } from "assert";
+import { describe, test } from "node:test";
+import type { ProgramRun, Registration } from "./harness";
+import {
+    byName, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER,
+} from "./program";
+
+const COMPONENTS = ["EtcdMember", "ApiServer", "ControllerManager", "Scheduler"].map(c => `kthw:index:${c}`);
+const LB = "kthw:index:IpvsLoadBalancer";
+
+/** Transitive dependencies of a resource, following the dependsOn edges the monitor received. */
+function dependsOn(run: ProgramRun, from: Registration, to: Registration): boolean {
+    const byUrn = new Map(run.registrations.map(r => [r.urn, r]));
+    const seen = new Set<string>();
+    const stack = [...from.dependencies];
+    while (stack.length > 0) {
+        const urn = stack.pop()!;
+        if (urn === to.urn) {
+            return true;
+        }
+        if (!seen.has(urn)) {
+            seen.add(urn);
+            stack.push(...(byUrn.get(urn)?.dependencies ?? []));
+        }
+    }
+    return false;
+}
+
+function checkGraph(run: ProgramRun, count: number): void {
+    assert.equal(run.error, undefined, run.error);
+    const stack = byType(run, "pulumi:pulumi:Stack")[0];
+    for (const type of COMPONENTS) {
+        const found = byType(run, type);
+        assert.equal(found.length, count, `${type} once per node`);
+        assert.ok(found.every(c => c.parent === stack.urn), `${type} is a child of the stack`);
+        for (const component of found) {
+            const children = run.registrations.filter(r => r.parent === component.urn);
+            assert.ok(children.length >= 3, `${component.name} has its steps as children`);
+            assert.ok(children.every(c => c.name.startsWith(`${component.name}-`)), `children named ${component.name}-<what>`);
+        }
+    }
+    assert.equal(byType(run, LB).length, 1, "one load balancer");
+}
+
+describe("the seed's lab (3 control nodes, arm64)", () => {
+    const run = runProgram(devConfig());
+    const names = nodes(3).map(n => n.name);
+
+    test("one component of each kind per node, one load balancer, all parented", () => checkGraph(run, 3));
+
+    test("etcd members start concurrently; the cluster gate waits for all of them", () => {
+        const services = names.map(n => byName(run, `etcd-${n}-service`));
+        for (const a of services) {
+            for (const b of services.filter(s => s !== a)) {
+                assert.ok(!dependsOn(run, a, b), `${a.name} does not wait for ${b.name}`);
+            }
+            assert.match(scriptOf(plain(a, "create")), /systemctl restart --no-block 'etcd'/);
+        }
+        const gate = byName(run, "etcd-cluster-gate");
+        services.forEach(s => assert.ok(dependsOn(run, gate, s), `the gate waits for ${s.name}`));
+    });
+
+    test("API servers wait for healthy etcd and roll one node at a time", () => {
+        const gate = byName(run, "etcd-cluster-gate");
+        names.forEach((n, i) => {
+            const service = byName(run, `kube-apiserver-${n}-service`);
+            assert.ok(dependsOn(run, service, gate), `${service.name} waits for etcd`);
+            for (const file of ["ca", "key", "encryption-config", "binary"]) {
+                assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${n}-${file}`)), `${service.name} after its ${file}`);
+            }
+            if (i > 0) {
+                assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${names[i - 1]}-healthy`)),
+                    `${n}'s API server waits for ${names[i - 1]}'s to be healthy`);
+            }
+        });
+    });
+
+    test("the load balancer comes after every API server; controller managers and schedulers after it", () => {
+        const ldirectord = byName(run, "api-load-balancer-ldirectord");
+        const vipGate = byName(run, "api-load-balancer-vip-healthy");
+        names.forEach(n => {
+            assert.ok(dependsOn(run, ldirectord, byName(run, `kube-apiserver-${n}-healthy`)));
+            assert.ok(dependsOn(run, byName(run, `kube-controller-manager-${n}-service`), vipGate));
+            assert.ok(dependsOn(run, byName(run, `kube-scheduler-${n}-service`), vipGate));
+            assert.ok(dependsOn(run, vipGate, byName(run, `api-load-balancer-${n}-vip`)), "the VIP gate waits for the VIP on every node");
+        });
+        for (const step of ["gateway-vip", "ca-trust", "lock-dir", "ldirectord-config"]) {
+            assert.ok(dependsOn(run, byName(run, `api-load-balancer-${step}`), byName(run, "api-load-balancer-gateway-prerequisites")),
+                `${step} waits for the gateway's prerequisites check`);
+        }
+        assert.equal(byType(run, LOCAL).length, 1, "the VIP is checked from where pulumi runs");
+    });
+
+    test("every command that changes a host has a delete; read-only gates and checks have none", () => {
+        for (const r of byType(run, REMOTE)) {
+            const create = scriptOf(plain(r, "create"));
+            const readOnly = /^# re-run when the checked services change|^missing=\(\)/m.test(create);
+            if (readOnly) {
+                assert.equal(r.inputs.delete, undefined, `${r.name} is read-only`);
+                assert.doesNotMatch(create, /^\s*(rm|install|mv|systemctl (start|restart|enable))\b/m, `${r.name} changes nothing`);
+            } else {
+                assert.equal(typeof r.inputs.delete, "string", `${r.name} has a delete`);
+                assert.ok(scriptOf(plain(r, "delete")).length > 40, `${r.name}'s delete does something`);
+            }
+        }
+    });
+
+    test("every remote step pins the dial limits, so an unreachable host fails in seconds", () => {
+        for (const r of byType(run, REMOTE)) {
+            const connection = reveal(r.inputs.connection) as Record<string, unknown>;
+            assert.equal(connection.dialErrorLimit, 3, r.name);
+            assert.equal(connection.perDialTimeout, 10, r.name);
+            assert.equal(connection.user, "ubuntu", r.name);
+        }
+    });
+
+    test("no secret in a command line, a non-secret input or an output; keys travel on stdin only", () => {
+        const secretText = [/PRIVATE KEY/, /MOCK-ENCRYPTION-KEY/, new RegExp(SSH_KEY_MARKER), /client-key-data/];
+        const leaks: string[] = [];
+        const walk = (where: string, value: unknown): void => {
+            if (isSecret(value)) {
+                return;
+            }
+            if (typeof value === "string") {
+                for (const pattern of secretText.filter(p => p.test(value))) {
+                    leaks.push(`${where} (${pattern})`);
+                }
+            } else if (value !== null && typeof value === "object") {
+                Object.entries(value).forEach(([k, v]) => walk(`${where}.${k}`, v));
+            }
+        };
+        run.registrations.forEach(r => walk(`${r.type}::${r.name}`, r.inputs));
+        walk("stack outputs", run.outputs);
+        assert.deepEqual(leaks, []);
+        let keysOnStdin = 0;
+        for (const r of [...byType(run, REMOTE), ...byType(run, LOCAL)]) {
+            for (const key of ["create", "update", "delete"]) {
+                assert.ok(!isSecret(r.inputs[key]), `${r.name}.${key} is a plain command line`);
+            }
+            if (r.type === REMOTE) {
+                assert.ok(isSecret(r.inputs.connection), `${r.name}'s connection (with the SSH key) is secret`);
+            }
+            const stdin = reveal(r.inputs.stdin);
+            if (typeof stdin === "string" && /PRIVATE KEY|client-key-data|MOCK-ENCRYPTION-KEY/.test(stdin)) {
+                assert.ok(isSecret(r.inputs.stdin), `${r.name}'s stdin is secret`);
+                assert.ok(r.additionalSecretOutputs.includes("stdin"), `${r.name} keeps stdin secret in state`);
+                keysOnStdin++;
+            }
+        }
+        // Per node: etcd key, API server CA key, serving key, service-account key, encryption config,
+        // two kubeconfigs.
+        assert.equal(keysOnStdin, 3 * 7);
+        assert.ok(isSecret(run.outputs.adminKubeconfig), "the admin kubeconfig output is secret");
+        assert.ok(!isSecret(run.outputs.caCert), "the CA certificate is public");
+    });
+
+    test("files with keys are 0600, and everything is installed where the seed puts it", () => {
+        const fileOf = (name: string) => scriptOf(plain(byName(run, name), "create"));
+        assert.match(fileOf("etcd-control0-key"), /target='\/etc\/etcd\/kubernetes-key.pem'[\s\S]*chmod 0600/);
+        assert.match(fileOf("kube-apiserver-control0-ca-key"), /target='\/var\/lib\/kubernetes\/ca-key.pem'[\s\S]*chmod 0600/);
+        assert.match(fileOf("kube-scheduler-control0-config"), /target='\/etc\/kubernetes\/config\/kube-scheduler.yaml'/);
+        assert.match(fileOf("api-load-balancer-ldirectord-config"), /target='\/etc\/ha.d\/ldirectord.cf'/);
+        assert.match(fileOf("api-load-balancer-ca-trust"), /kubernetes-ca.crt'[\s\S]*update-ca-certificates/);
+        assert.match(scriptOf(plain(byName(run, "etcd-control0-data-dir"), "create")), /install -d -m 0700 '\/var\/lib\/etcd'/);
+        assert.match(scriptOf(plain(byName(run, "etcd-control0-binary"), "create")),
+            /github.com\/etcd-io\/etcd\/releases\/download\/v3.5.9\/etcd-v3.5.9-linux-arm64.tar.gz/);
+        assert.match(scriptOf(plain(byName(run, "kube-scheduler-control1-binary"), "create")),
+            /storage.googleapis.com\/kubernetes-release\/release\/v1.28.3\/bin\/linux\/arm64\/kube-scheduler/);
+    });
+
+    test("ldirectord takes a changed config by reload, never restart", () => {
+        const ldirectord = byName(run, "api-load-balancer-ldirectord");
+        assert.match(scriptOf(plain(ldirectord, "update")), /systemctl reload 'ldirectord'/);
+        assert.doesNotMatch(scriptOf(plain(ldirectord, "update")), /restart/);
+    });
+
+    test("stack outputs: the API URL, etcd endpoints, the CA", () => {
+        assert.equal(run.outputs.apiUrl, "https://kubernetes:6443");
+        assert.deepEqual(run.outputs.etcdEndpoints, ["https://192.168.1.11:2379", "https://192.168.1.12:2379", "https://192.168.1.13:2379"]);
+        assert.match(String(run.outputs.caCert), /BEGIN CERTIFICATE/);
+    });
+});
+
+describe("other shapes of cluster", () => {
+    for (const count of [1, 5]) {
+        test(`${count} control node(s)`, () => {
+            const run = runProgram(devConfig({ nodes: nodes(count) }));
+            checkGraph(run, count);
+            const cf = reveal(byName(run, "api-load-balancer-ldirectord-config").inputs.stdin) as string;
+            assert.equal(cf.split("\n").filter(l => l.includes("real=")).length, count);
+            const etcd = reveal(byName(run, "etcd-control0-service").inputs.stdin) as string;
+            assert.match(etcd, new RegExp(`--initial-cluster=${nodes(count).map(n => `${n.name}=https://${n.address}:2380`).join(",")} `));
+        });
+    }
+
+    test("amd64 hosts and a mirror with checksums", () => {
+        const sum = "a".repeat(64);
+        const run = runProgram(devConfig({ arch: "amd64", mirrorUrl: "http://192.168.1.1:8080/", sha256: { "kube-apiserver": sum } }));
+        checkGraph(run, 3);
+        const binary = scriptOf(plain(byName(run, "kube-apiserver-control0-binary"), "create"));
+        assert.match(binary, /url='http:\/\/192.168.1.1:8080\/kubernetes-release\/release\/v1.28.3\/bin\/linux\/amd64\/kube-apiserver'/);
+        assert.match(binary, new RegExp(`expected='${sum}'`));
+        assert.match(reveal(byName(run, "etcd-control0-service").inputs.stdin) as string, /ETCD_UNSUPPORTED_ARCH=amd64/);
+    });
+});
+
+describe("preview and bad input", () => {
+    test("a preview needs no SSH key, and keeps the recorded connection so the plan shows real changes only", () => {
+        const run = runProgram({ sshPrivateKeyPath: "/nonexistent/id_ed25519" }, { mode: "preview" });
+        checkGraph(run, 3);
+        assert.ok(byType(run, REMOTE).every(r => r.ignoreChanges.includes("connection")));
+    });
+
+    test("`up` without the SSH key fails before any resource exists, naming the key", () => {
+        const run = runProgram({ sshPrivateKeyPath: "/nonexistent/id_ed25519" }, { mode: "up" });
+        assert.match(run.error ?? "", /control-plane:sshPrivateKeyPath: no SSH private key at \/nonexistent\/id_ed25519/);
+        assert.deepEqual(run.registrations.filter(r => r.type !== "pulumi:pulumi:Stack"), []);
+    });
+
+    test("a bad config reports every problem at once, before any resource exists", () => {
+        const run = runProgram(devConfig({ vip: "192.168.1.300", arch: "s390x", kubernetesVersion: "v1.28" }));
+        assert.match(run.error ?? "", /control-plane:vip: "192.168.1.300" is not an IPv4 address/);
+        assert.match(run.error ?? "", /control-plane:arch: unknown architecture "s390x"/);
+        assert.match(run.error ?? "", /control-plane:kubernetesVersion: "v1.28" is not a version/);
+        assert.deepEqual(run.registrations.filter(r => r.type !== "pulumi:pulumi:Stack"), []);
+    });
+
+    test("a non-JSON value for a list key names the key", () => {
+        const run = runProgram(devConfig({ nodes: "control0" }));
+        assert.match(run.error ?? "", /control-plane:nodes: "control0" is not a valid list or map/);
+    });
+});

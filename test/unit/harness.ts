@@ -1,0 +1,100 @@
+// Runs the program once under Pulumi's runtime mocks and prints, as JSON, every registerResource request
+// the mock monitor received (type, name, parent, dependencies, inputs with their secret markers) and the
+// stack outputs. Config comes as JSON in argv[2]; argv[3] is "preview" or "up". One process per run, so
+// every scenario starts from a clean runtime.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+
+export interface Registration {
+    type: string;
+    name: string;
+    urn: string;
+    parent: string;
+    custom: boolean;
+    dependencies: string[];
+    /** Inputs as sent to the engine: a secret is {"4dabf18193072939515e22adb298388d": "1b47...", value}. */
+    inputs: Record<string, unknown>;
+    additionalSecretOutputs: string[];
+    ignoreChanges: string[];
+}
+
+export interface ProgramRun {
+    registrations: Registration[];
+    /** Stack outputs as sent to the engine, secret markers included. */
+    outputs: Record<string, unknown>;
+    error?: string;
+}
+
+/** What the mocks answer for each resource type: fake PEMs and keys that tests can look for. */
+export function mockState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    const pem = (kind: string) => `-----BEGIN ${kind}-----\nMOCK ${name}\n-----END ${kind}-----\n`;
+    switch (type) {
+        case "tls:index/privateKey:PrivateKey":
+            return { ...inputs, privateKeyPem: pem("RSA PRIVATE KEY"), publicKeyPem: pem("PUBLIC KEY") };
+        case "tls:index/selfSignedCert:SelfSignedCert":
+        case "tls:index/locallySignedCert:LocallySignedCert":
+            return { ...inputs, certPem: pem("CERTIFICATE") };
+        case "tls:index/certRequest:CertRequest":
+            return { ...inputs, certRequestPem: pem("CERTIFICATE REQUEST") };
+        case "random:index/randomBytes:RandomBytes":
+            return { ...inputs, base64: `MOCK-ENCRYPTION-KEY-${name}`, hex: "00" };
+        default:
+            return { ...inputs, stdout: "", stderr: "" };
+    }
+}
+
+async function main(): Promise<void> {
+    const [configJson, mode, outFile] = process.argv.slice(2);
+    // A failing program also rejects the runtime's own promises: the result below is what counts.
+    process.on("unhandledRejection", () => undefined);
+    const registrations: Registration[] = [];
+    let outputs: Record<string, unknown> = {};
+    const register = MockMonitor.prototype.registerResource;
+    MockMonitor.prototype.registerResource = function (this: MockMonitor, req: any, callback: any) {
+        return register.call(this, req, (err: any, response: any) => {
+            if (!err) {
+                const opts = req.toObject();
+                registrations.push({
+                    type: req.getType(), name: req.getName(), urn: response.getUrn(), parent: req.getParent(),
+                    custom: req.getCustom(), dependencies: req.getDependenciesList(),
+                    inputs: req.getObject()?.toJavaScript() ?? {},
+                    additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+                    ignoreChanges: opts.ignorechangesList ?? [],
+                });
+            }
+            callback(err, response);
+        });
+    };
+    const registerOutputs = MockMonitor.prototype.registerResourceOutputs;
+    MockMonitor.prototype.registerResourceOutputs = function (this: MockMonitor, req: any, callback: any) {
+        if (req.getUrn().endsWith("::pulumi:pulumi:Stack::control-plane-test")) {
+            outputs = req.getOutputs()?.toJavaScript() ?? {};
+        }
+        return registerOutputs.call(this, req, callback);
+    };
+    await pulumi.runtime.setMocks({
+        newResource: args => ({ id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) }),
+        call: args => args.inputs,
+    }, "control-plane", "test", mode !== "up");
+    pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(JSON.parse(configJson) as Record<string, unknown>)
+        .map(([key, value]) => [`control-plane:${key}`, typeof value === "string" ? value : JSON.stringify(value)])));
+    let error: string | undefined;
+    try {
+        await pulumi.runtime.runInPulumiStack(async () => require(path.join(__dirname, "..", "..", "index")));
+        await pulumi.runtime.disconnect();
+    } catch (e) {
+        error = e instanceof Error ? e.message : String(e);
+    }
+    // Written to a file: in mock mode pulumi.log writes to stdout.
+    fs.writeFileSync(outFile, JSON.stringify({ registrations, outputs, error } as ProgramRun));
+    process.exit(0);
+}
+
+if (require.main === module) {
+    main().catch(e => {
+        process.stderr.write(String(e?.stack ?? e));
+        process.exit(1);
+    });
+}

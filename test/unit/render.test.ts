@@ -1,0 +1,133 @@
+// Every file the program installs, rendered for the seed's lab, against the file the seed writes by hand.
+import { strict as assert } from "assert";
+import { test } from "node:test";
+import { renderApiServerUnit } from "../../components/apiServer";
+import { DEFAULTS } from "../../components/config";
+import { renderControllerManagerUnit } from "../../components/controllerManager";
+import { renderEtcdUnit } from "../../components/etcd";
+import { renderArpSysctl, renderLdirectordConfig, renderVipUnit } from "../../components/loadBalancer";
+import { apiServerUrl, kubernetesSans, renderEncryptionConfig, renderKubeconfig } from "../../components/pki";
+import { renderSchedulerConfig, renderSchedulerUnit, schedulerConfigApiVersion } from "../../components/scheduler";
+import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
+
+const seed = seedFiles();
+const control0 = DEFAULTS.nodes[0];
+
+function assertSameUnit(rendered: string, seedPath: string): void {
+    assert.ok(seed[seedPath], `the seed writes ${seedPath}`);
+    const ours = parseUnit(rendered);
+    const theirs = parseUnit(seed[seedPath]);
+    assert.equal(ours.program, theirs.program, "ExecStart runs the seed's binary");
+    assert.deepEqual(ours.flags, theirs.flags, "every flag, in the seed's order");
+    assert.deepEqual(ours.sections, theirs.sections, "every other line of every section");
+}
+
+test("the seed's heredocs are all found", () => {
+    assert.deepEqual(Object.keys(seed).sort(), [
+        "/etc/ha.d/ldirectord.cf",
+        "/etc/kubernetes/config/kube-scheduler.yaml",
+        "/etc/systemd/system/etcd.service",
+        "/etc/systemd/system/kube-apiserver.service",
+        "/etc/systemd/system/kube-controller-manager.service",
+        "/etc/systemd/system/kube-scheduler.service",
+    ]);
+});
+
+test("etcd.service matches the seed's, flag by flag", () => {
+    assertSameUnit(renderEtcdUnit(DEFAULTS, control0), "/etc/systemd/system/etcd.service");
+});
+
+test("kube-apiserver.service matches the seed's, flag by flag", () => {
+    assertSameUnit(renderApiServerUnit(DEFAULTS, control0), "/etc/systemd/system/kube-apiserver.service");
+});
+
+test("kube-controller-manager.service matches the seed's and runs its own binary", () => {
+    const unit = renderControllerManagerUnit(DEFAULTS);
+    assertSameUnit(unit, "/etc/systemd/system/kube-controller-manager.service");
+    assert.match(unit, /^ExecStart=\/usr\/local\/bin\/kube-controller-manager /m);
+});
+
+test("kube-scheduler.service and its config match the seed's", () => {
+    assertSameUnit(renderSchedulerUnit(DEFAULTS), "/etc/systemd/system/kube-scheduler.service");
+    const unquote = (text: string) => text.replace(/"/g, "");
+    assert.equal(unquote(renderSchedulerConfig(DEFAULTS)), unquote(seed["/etc/kubernetes/config/kube-scheduler.yaml"]));
+});
+
+test("ldirectord.cf is the seed's, one real= line per node", () => {
+    assert.equal(renderLdirectordConfig(DEFAULTS), seed["/etc/ha.d/ldirectord.cf"]);
+    const five = { ...DEFAULTS, nodes: [1, 2, 3, 4, 5].map(i => ({ name: `c${i}`, address: `10.1.0.${i}` })) };
+    const reals = renderLdirectordConfig(five).split("\n").filter(l => l.trim().startsWith("real="));
+    assert.deepEqual(reals.map(l => l.trim()), [1, 2, 3, 4, 5].map(i => `real=10.1.0.${i}:6443 gate`));
+});
+
+test("the ARP sysctl file is the seed's", () => {
+    assert.equal(renderArpSysctl(), seedArpSysctl());
+});
+
+test("flags follow config: etcd cluster, etcd servers, CIDRs, ports, verbosity, extra args", () => {
+    const config = {
+        ...DEFAULTS, arch: "amd64" as const, serviceCidr: "10.96.0.0/12", clusterCidr: "10.244.0.0/16",
+        nodePortRange: "31000-31999", logLevel: 4,
+        nodes: [{ name: "a", address: "10.0.0.5" }],
+        apiServerExtraArgs: { "event-ttl": "2h", "profiling": "false" },
+    };
+    const etcd = parseUnit(renderEtcdUnit(config, config.nodes[0]));
+    assert.ok(etcd.flags.includes("--initial-cluster=a=https://10.0.0.5:2380"));
+    assert.ok(etcd.sections.Service.includes("Environment=ETCD_UNSUPPORTED_ARCH=amd64"));
+    const api = parseUnit(renderApiServerUnit(config, config.nodes[0]));
+    for (const flag of ["--etcd-servers=https://10.0.0.5:2379", "--apiserver-count=1", "--service-cluster-ip-range=10.96.0.0/12",
+        "--service-node-port-range=31000-31999", "--v=4", "--event-ttl=2h", "--profiling=false", "--advertise-address=10.0.0.5"]) {
+        assert.ok(api.flags.includes(flag), flag);
+    }
+    assert.ok(!api.flags.includes("--event-ttl=1h"), "an extra arg overrides the seed's flag in place");
+    const cm = parseUnit(renderControllerManagerUnit(config));
+    assert.ok(cm.flags.includes("--cluster-cidr=10.244.0.0/16"));
+    assert.ok(cm.flags.includes("--service-cluster-ip-range=10.96.0.0/12"));
+});
+
+test("the scheduler config's apiVersion fits the Kubernetes release", () => {
+    assert.equal(schedulerConfigApiVersion("1.22.17"), "kubescheduler.config.k8s.io/v1beta2");
+    assert.equal(schedulerConfigApiVersion("1.28.3"), "kubescheduler.config.k8s.io/v1beta3");
+    assert.equal(schedulerConfigApiVersion("1.29.0"), "kubescheduler.config.k8s.io/v1");
+    assert.equal(schedulerConfigApiVersion("1.31.2"), "kubescheduler.config.k8s.io/v1");
+});
+
+test("the serving certificate's SANs cover nodes, the VIP, loopback and the kubernetes Service", () => {
+    const sans = kubernetesSans(DEFAULTS);
+    assert.deepEqual(sans.ipAddresses, ["192.168.1.11", "192.168.1.12", "192.168.1.13", "192.168.1.21", "127.0.0.1", "10.32.0.1"]);
+    for (const name of ["control0", "control1", "control2", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster", "kubernetes.default.svc.cluster.local"]) {
+        assert.ok(sans.dnsNames.includes(name), name);
+    }
+    assert.ok(kubernetesSans({ ...DEFAULTS, serviceCidr: "10.96.0.0/12" }).ipAddresses.includes("10.96.0.1"));
+});
+
+test("kubeconfigs point at https://kubernetes:6443 with the client's identity embedded", () => {
+    const text = renderKubeconfig({
+        clusterName: "kubernetes", server: apiServerUrl(DEFAULTS), caCertPem: "CA", userName: "system:kube-scheduler",
+        clientCertPem: "CERT", clientKeyPem: "KEY",
+    });
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    assert.equal(text, [
+        "apiVersion: v1", "kind: Config", "clusters:", "- cluster:", `    certificate-authority-data: ${b64("CA")}`,
+        "    server: https://kubernetes:6443", "  name: kubernetes", "contexts:", "- context:", "    cluster: kubernetes",
+        "    user: system:kube-scheduler", "  name: default", "current-context: default", "preferences: {}", "users:",
+        "- name: system:kube-scheduler", "  user:", `    client-certificate-data: ${b64("CERT")}`,
+        `    client-key-data: ${b64("KEY")}`, "",
+    ].join("\n"));
+});
+
+test("the encryption config holds the aescbc key, identity as fallback", () => {
+    const text = renderEncryptionConfig("c2VjcmV0");
+    assert.match(text, /kind: EncryptionConfiguration\napiVersion: apiserver.config.k8s.io\/v1\n/);
+    assert.match(text, /- aescbc:\n\s+keys:\n\s+- name: key1\n\s+secret: c2VjcmV0\n\s+- identity: \{\}\n/);
+});
+
+test("the VIP unit holds the address on lo after applying the ARP settings", () => {
+    const unit = renderVipUnit(DEFAULTS, "lo", "/etc/sysctl.d/50-vip-arp.conf");
+    assert.match(unit, /\nExecStartPre=sysctl -p \/etc\/sysctl.d\/50-vip-arp.conf\nExecStart=ip addr replace 192\.168\.1\.21\/32 dev lo\n/);
+    assert.match(unit, /^ExecStop=-ip addr del 192\.168\.1\.21\/32 dev lo$/m);
+    const gateway = renderVipUnit(DEFAULTS, "enp0s1");
+    assert.match(gateway, /^ExecStart=ip addr replace 192\.168\.1\.21\/32 dev enp0s1$/m);
+    assert.doesNotMatch(gateway, /sysctl/);
+});
