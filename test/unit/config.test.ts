@@ -1,0 +1,96 @@
+// Config: the seed's defaults, the project file in step with the code, and a table of bad configs, each
+// failing with its own message that names the key.
+import { strict as assert } from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { test } from "node:test";
+import { CONFIG_KEYS, DEFAULTS, validateConfig } from "../../components/config";
+import { firstServiceIP } from "../../components/net";
+import { renderProjectFile } from "../../components/projectFile";
+
+const ROOT = path.join(__dirname, "..", "..", "..");
+const noFiles = { exists: () => false };
+const allFiles = { exists: () => true };
+
+test("the defaults are the seed's lab", () => {
+    const { config, errors, warnings } = validateConfig({}, noFiles);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(config.nodes.map(n => `${n.name}=${n.address}`), ["control0=192.168.1.11", "control1=192.168.1.12", "control2=192.168.1.13"]);
+    assert.equal(config.vip, "192.168.1.21");
+    assert.equal(config.arch, "arm64");
+    assert.equal(config.etcdVersion, "3.5.9");
+    assert.equal(config.kubernetesVersion, "1.28.3");
+    assert.equal(firstServiceIP(config.serviceCidr), "10.32.0.1");
+});
+
+test("Pulumi.yaml declares every key, rendered from the code (npm run gen:project)", () => {
+    const file = fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");
+    assert.equal(file, renderProjectFile());
+    for (const key of CONFIG_KEYS) {
+        assert.match(file, new RegExp(`^  ${key}:\\n    description: `, "m"), key);
+    }
+});
+
+test("Pulumi.dev.yaml sets only known keys, to the seed's values", () => {
+    const file = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+    const keys = [...file.matchAll(/^  control-plane:(\w+):/gm)].map(m => m[1]);
+    assert.ok(keys.length >= 10);
+    keys.forEach(key => assert.ok((CONFIG_KEYS as string[]).includes(key), key));
+    for (const key of ["vip", "arch", "etcdVersion", "kubernetesVersion", "serviceCidr", "clusterCidr", "nodePortRange", "nic"] as const) {
+        assert.match(file, new RegExp(`^  control-plane:${key}: ${String(DEFAULTS[key]).replace(/\./g, "\\.")}$`, "m"), key);
+    }
+});
+
+const BAD: [string, Record<string, unknown>, RegExp][] = [
+    ["a bad IPv4 address", { nodes: [{ name: "control0", address: "192.168.1.256" }] }, /control-plane:nodes: node #0: address "192.168.1.256" is not an IPv4 address/],
+    ["a bad host name", { nodes: [{ name: "Control_0", address: "192.168.1.11" }] }, /control-plane:nodes: node #0: name "Control_0" is not a valid host name/],
+    ["duplicate node names", { nodes: [{ name: "a", address: "192.168.1.11" }, { name: "a", address: "192.168.1.12" }, { name: "b", address: "192.168.1.13" }] }, /control-plane:nodes: host name a is used twice/],
+    ["duplicate addresses", { nodes: [{ name: "a", address: "192.168.1.11" }, { name: "b", address: "192.168.1.11" }, { name: "c", address: "192.168.1.13" }] }, /control-plane:nodes: address 192.168.1.11 is used twice/],
+    ["a node at the gateway's address", { gateway: { name: "gateway", address: "192.168.1.11" } }, /address 192.168.1.11 is used twice/],
+    ["zero control nodes", { nodes: [] }, /control-plane:nodes: at least one control node is required/],
+    ["the VIP equal to a node address", { vip: "192.168.1.12" }, /control-plane:vip: 192.168.1.12 is the address of control1/],
+    ["a malformed VIP", { vip: "192.168.1" }, /control-plane:vip: "192.168.1" is not an IPv4 address/],
+    ["overlapping CIDRs", { serviceCidr: "10.0.0.0/16" }, /control-plane:serviceCidr: 10.0.0.0\/16 overlaps clusterCidr 10.0.0.0\/12/],
+    ["a CIDR that is not a block", { clusterCidr: "10.0.0.1/12" }, /control-plane:clusterCidr: "10.0.0.1\/12" is not a CIDR block/],
+    ["a CIDR holding a node", { clusterCidr: "192.168.0.0/16" }, /control-plane:clusterCidr: 192.168.0.0\/16 contains the address of control0/],
+    ["an unknown arch", { arch: "x86_64" }, /control-plane:arch: unknown architecture "x86_64" \(known: amd64, arm64\)/],
+    ["a malformed etcd version", { etcdVersion: "v3.5.9" }, /control-plane:etcdVersion: "v3.5.9" is not a version/],
+    ["a malformed Kubernetes version", { kubernetesVersion: "1.28" }, /control-plane:kubernetesVersion: "1.28" is not a version/],
+    ["an unsupported Kubernetes version", { kubernetesVersion: "1.19.0" }, /control-plane:kubernetesVersion: 1.19.0 is not supported/],
+    ["a reversed port range", { nodePortRange: "32767-30000" }, /control-plane:nodePortRange: "32767-30000" is not a port range/],
+    ["a port range past 65535", { nodePortRange: "30000-70000" }, /control-plane:nodePortRange: "30000-70000" is not a port range/],
+    ["a port range over the API port", { nodePortRange: "6000-7000" }, /control-plane:nodePortRange: 6000-7000 contains the API port 6443/],
+    ["a bad checksum", { sha256: { etcd: "abc" } }, /control-plane:sha256: etcd: "abc" is not a sha256 hex digest/],
+    ["a checksum for an unknown artifact", { sha256: { kubelet: "a".repeat(64) } }, /control-plane:sha256: unknown artifact kubelet/],
+    ["a bad mirror URL", { mirrorUrl: "ftp://mirror" }, /control-plane:mirrorUrl: "ftp:\/\/mirror" is not an http\(s\) URL/],
+    ["a host key for an unknown host", { hostKeys: { control9: "ssh-ed25519 AAAA" } }, /control-plane:hostKeys: control9 is not a configured host/],
+    ["a malformed host key", { hostKeys: { control0: "AAAA" } }, /control-plane:hostKeys: control0: expected "ssh-ed25519 AAAA..."/],
+    ["a flag written with its --", { apiServerExtraArgs: { "--v": "3" } }, /control-plane:apiServerExtraArgs: "--v" is not a flag name \(write it without the leading --\)/],
+    ["a wrong type", { apiPort: "6443" }, /control-plane:apiPort: expected a number, got a string/],
+    ["an unknown key", { vipname: "k8s" }, /control-plane:vipname: unknown key/],
+    ["a bad dial limit", { sshDialAttempts: 0 }, /control-plane:sshDialAttempts: 0 is not a whole number from 1 to 20/],
+];
+
+for (const [what, raw, message] of BAD) {
+    test(`rejected: ${what}`, () => {
+        const { errors } = validateConfig(raw, noFiles);
+        assert.ok(errors.some(e => message.test(e)), `${message} in ${JSON.stringify(errors)}`);
+    });
+}
+
+test("every problem is reported at once", () => {
+    const { errors } = validateConfig({ vip: "x", arch: "mips", etcdVersion: "3", nodePortRange: "a-b" }, noFiles);
+    assert.equal(errors.length, 4, JSON.stringify(errors));
+});
+
+test("an even number of control nodes is allowed with a warning", () => {
+    const { errors, warnings } = validateConfig({ nodes: [{ name: "a", address: "192.168.1.11" }, { name: "b", address: "192.168.1.12" }] }, noFiles);
+    assert.deepEqual(errors, []);
+    assert.match(warnings.join("\n"), /control-plane:nodes: 2 control nodes/);
+});
+
+test("pkiDir must hold chapter 4's files", () => {
+    assert.match(validateConfig({ pkiDir: "/srv/pki" }, noFiles).errors.join("\n"), /control-plane:pkiDir: \/srv\/pki lacks ca.pem, ca-key.pem/);
+    assert.deepEqual(validateConfig({ pkiDir: "/srv/pki" }, allFiles).errors, []);
+});

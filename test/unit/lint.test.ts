@@ -1,0 +1,70 @@
+// Every generated shell script passes shellcheck and every unit file passes `systemd-analyze verify`.
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { test } from "node:test";
+import { byType, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+
+const run = runProgram(devConfig({ nodes: nodes(3) }));
+const commands = [...byType(run, REMOTE), ...byType(run, LOCAL)];
+
+test("every generated script passes shellcheck", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-scripts-"));
+    const files: string[] = [];
+    for (const r of commands) {
+        for (const key of ["create", "update", "delete"]) {
+            if (typeof r.inputs[key] === "string") {
+                const file = path.join(dir, `${r.name}.${key}.sh`);
+                fs.writeFileSync(file, scriptOf(plain(r, key)));
+                files.push(file);
+            }
+        }
+    }
+    assert.ok(files.length > 150, `${files.length} scripts`);
+    const result = spawnSync("shellcheck", ["--shell=bash", "--severity=style", ...files], { encoding: "utf8" });
+    assert.equal(result.error, undefined, "shellcheck is installed (.ci/run installs it)");
+    assert.equal(result.status, 0, result.stdout);
+    // A script with a real mistake is caught: the check can fail.
+    const bad = path.join(dir, "bad.sh");
+    fs.writeFileSync(bad, "#!/usr/bin/env bash\nrm -rf $target/*\n");
+    assert.notEqual(spawnSync("shellcheck", [bad]).status, 0);
+});
+
+test("every unit file passes systemd-analyze verify", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-units-"));
+    // A root with the system's own units and a stub for each program the units run.
+    fs.mkdirSync(path.join(root, "usr/lib/systemd"), { recursive: true });
+    fs.cpSync("/usr/lib/systemd/system", path.join(root, "usr/lib/systemd/system"), { recursive: true });
+    const unitDir = path.join(root, "etc/systemd/system");
+    fs.mkdirSync(unitDir, { recursive: true });
+    const units = new Map<string, string>();
+    for (const r of byType(run, REMOTE)) {
+        const stdin = reveal(r.inputs.stdin);
+        if (typeof stdin === "string" && stdin.startsWith("[Unit]")) {
+            units.set(`${r.name}.service`, stdin);
+        }
+    }
+    assert.ok(units.size >= 4 * 3 + 3 + 1, `${units.size} units`);
+    const names: string[] = [];
+    for (const [name, text] of units) {
+        fs.writeFileSync(path.join(unitDir, name), text);
+        names.push(name);
+        for (const match of text.matchAll(/^Exec\w+=-?(\S+)/gm)) {
+            const program = match[1].startsWith("/") ? match[1] : `/usr/bin/${match[1]}`;
+            fs.mkdirSync(path.join(root, path.dirname(program)), { recursive: true });
+            fs.writeFileSync(path.join(root, program), "#!/bin/sh\n", { mode: 0o755 });
+        }
+    }
+    const verify = (unitNames: string[]) =>
+        spawnSync("systemd-analyze", ["verify", `--root=${root}`, ...unitNames], { encoding: "utf8" });
+    const result = verify(names);
+    assert.equal(result.error, undefined, "systemd-analyze is installed (.ci/run installs systemd)");
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stderr.trim(), "", "no warnings");
+    // A unit with a typo is caught: the check can fail.
+    fs.writeFileSync(path.join(unitDir, "typo.service"), "[Service]\nExecStart=/usr/local/bin/missing\nRestrat=always\n");
+    const typo = verify(["typo.service"]);
+    assert.ok(typo.status !== 0 || typo.stderr.includes("Unknown key"));
+});
