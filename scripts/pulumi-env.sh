@@ -1,0 +1,21 @@
+# shellcheck shell=bash
+# The environment every script that runs the real engine shares (e2e, demo, bench): the CLI and plugins
+# that `npm run engine` installed, a local file backend and a passphrase secrets provider (no Pulumi
+# account), no update checks (no network).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+
+export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
+export PATH=$PULUMI_HOME/bin:$PATH
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kubernetes-the-hard-way-lab}
+# Compiled TypeScript is not type-checked at each run: `npm test` does that once.
+export PULUMI_NODEJS_TRANSPILE_ONLY=true
+
+# pulumi_need: fail early, with the fix, when the engine is not built.
+pulumi_need() {
+  command -v pulumi >/dev/null 2>&1 || {
+    echo "no pulumi CLI in $PULUMI_HOME/bin: run npm run engine first" >&2
+    exit 1
+  }
+}
