@@ -98,17 +98,8 @@ const VALIDITY_HOURS = 8760;
 const LEAF_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"];
 
 /** Generates the PKI: CA, serving cert, service-account pair, client certs, kubeconfigs, encryption key. */
-export class Pki extends pulumi.ComponentResource implements PkiFiles {
-    caCert: pulumi.Output<string>;
-    caKey: pulumi.Output<string>;
-    kubernetesCert: pulumi.Output<string>;
-    kubernetesKey: pulumi.Output<string>;
-    serviceAccountCert: pulumi.Output<string>;
-    serviceAccountKey: pulumi.Output<string>;
-    encryptionConfig: pulumi.Output<string>;
-    controllerManagerKubeconfig: pulumi.Output<string>;
-    schedulerKubeconfig: pulumi.Output<string>;
-    adminKubeconfig: pulumi.Output<string>;
+export class Pki extends pulumi.ComponentResource {
+    readonly files: PkiFiles;
 
     constructor(name: string, config: ClusterConfig, opts?: pulumi.ComponentResourceOptions) {
         super("kthw:index:Pki", name, {}, opts);
@@ -156,23 +147,19 @@ export class Pki extends pulumi.ComponentResource implements PkiFiles {
         };
         const encryptionKey = new random.RandomBytes(`${name}-encryption-key`, { length: 32 }, parent);
 
-        this.caCert = ca.certPem;
-        this.caKey = pulumi.secret(caKey.privateKeyPem);
-        this.kubernetesCert = kubernetes.certPem;
-        this.kubernetesKey = kubernetes.keyPem;
-        this.serviceAccountCert = serviceAccount.certPem;
-        this.serviceAccountKey = serviceAccount.keyPem;
-        this.encryptionConfig = pulumi.secret(encryptionKey.base64.apply(renderEncryptionConfig));
-        this.controllerManagerKubeconfig = kubeconfig("controllerManager");
-        this.schedulerKubeconfig = kubeconfig("scheduler");
-        this.adminKubeconfig = kubeconfig("admin");
-        this.registerOutputs({
-            caCert: this.caCert, caKey: this.caKey, kubernetesCert: this.kubernetesCert,
-            kubernetesKey: this.kubernetesKey, serviceAccountCert: this.serviceAccountCert,
-            serviceAccountKey: this.serviceAccountKey, encryptionConfig: this.encryptionConfig,
-            controllerManagerKubeconfig: this.controllerManagerKubeconfig,
-            schedulerKubeconfig: this.schedulerKubeconfig, adminKubeconfig: this.adminKubeconfig,
-        });
+        this.files = {
+            caCert: ca.certPem,
+            caKey: pulumi.secret(caKey.privateKeyPem),
+            kubernetesCert: kubernetes.certPem,
+            kubernetesKey: kubernetes.keyPem,
+            serviceAccountCert: serviceAccount.certPem,
+            serviceAccountKey: serviceAccount.keyPem,
+            encryptionConfig: pulumi.secret(encryptionKey.base64.apply(renderEncryptionConfig)),
+            controllerManagerKubeconfig: kubeconfig("controllerManager"),
+            schedulerKubeconfig: kubeconfig("scheduler"),
+            adminKubeconfig: kubeconfig("admin"),
+        };
+        this.registerOutputs({ ...this.files });
     }
 }
 
@@ -197,5 +184,5 @@ export function readPkiDir(dir: string): PkiFiles {
 
 /** The PKI the config asks for: generated, or chapter 4's files from `pkiDir`. */
 export function clusterPki(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): PkiFiles {
-    return config.pkiDir ? readPkiDir(config.pkiDir) : new Pki("pki", config, opts);
+    return config.pkiDir ? readPkiDir(config.pkiDir) : new Pki("pki", config, opts).files;
 }
