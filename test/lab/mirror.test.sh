@@ -5,7 +5,8 @@
 # prints the configured version. Needs a built mirror (lab/mirror/build.sh).
 # Env: KUBE_VERSION (1.28.3), ETCD_VERSION (3.5.9), ARCH (amd64),
 #      KCP_MIRROR_DIR (/var/cache/kcp/mirror)
-# Prints a final line "N passed, N failed"; exits non-zero on any failure.
+# Prints "PASS: ..." / "FAIL: ..." lines (as test/lab/run.sh counts them) and a
+# final line "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,8 +22,8 @@ ETCD_REL="etcd-io/etcd/releases/download/v${ETCD_VERSION}/${ETCD_NAME}.tar.gz"
 
 PASSED=0
 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok   - $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
 finish() {
   echo "${PASSED} passed, ${FAILED} failed"
   ((FAILED == 0))
