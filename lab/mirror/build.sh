@@ -174,13 +174,14 @@ build_kube() {
     ldflags+=("-X=k8s.io/client-go/pkg/version.$k=$v" "-X=k8s.io/component-base/version.$k=$v")
   done
   log "go build (GOTOOLCHAIN=$GOTOOLCHAIN, $(go env GOVERSION)) ${KUBE_BINS[*]}"
-  mkdir -p "$dir/out"
+  rm -rf "$dir/out" && mkdir -p "$dir/out"
   local pkgs=()
   for m in "${KUBE_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   (cd "$dir" && CGO_ENABLED=0 GOOS=linux GOARCH="$ARCH" \
     go build -trimpath -ldflags="${ldflags[*]}" -o "$dir/out/" "${pkgs[@]}") ||
     die "kubernetes build failed (try KCP_GOTOOLCHAIN=go1.21.13)"
   for m in "${KUBE_BINS[@]}"; do publish "$dir/out/$m" "$KUBE_REL/$m" 0755; done
+  rm -rf "$dir/out" # the mirror holds the only copy
   log "kubernetes built in $((SECONDS - t0))s"
 }
 
@@ -263,6 +264,7 @@ GO
   (cd "$dir/out" && tar --sort=name --owner=0 --group=0 --numeric-owner \
     --mtime="${mtime:-2000-01-01T00:00:00Z}" -cf - "$ETCD_NAME" | gzip -n -9 >"$ETCD_NAME.tar.gz")
   publish "$dir/out/$ETCD_NAME.tar.gz" "$ETCD_REL" 0644
+  rm -rf "$dir/out" # the mirror holds the only copy
   log "etcd built in $((SECONDS - t0))s"
 }
 

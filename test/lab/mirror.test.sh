@@ -201,8 +201,8 @@ fi
 if command -v file >/dev/null; then
   for f in "$WORK/dl-kube-apiserver" "$WORK/etcd/$ETCD_NAME/etcd"; do
     [[ -f "$f" ]] || continue
-    if file "$f" | grep -q 'statically linked'; then pass "$(basename "$f") is statically linked"; else
-      fail "$(basename "$f") is not static: $(file "$f")"
+    if file "$f" | grep -q 'statically linked'; then pass "$(basename "${f#*dl-}") is statically linked"; else
+      fail "$(basename "${f#*dl-}") is not static: $(file "$f")"
     fi
   done
 fi
