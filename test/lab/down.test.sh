@@ -32,6 +32,7 @@ lab_procs() {
 }
 check_not "no lab processes (systemd-nspawn, qemu, mirror)" lab_procs
 check_not "no mounts under $LAB_STATE" grep -qF " $LAB_STATE/" /proc/self/mountinfo
+check_eq "no lab cgroups (kcp-lab) under /sys/fs/cgroup" "" find /sys/fs/cgroup -maxdepth 5 -type d -name kcp-lab
 check_not "runtime dir $LAB_RUN removed" test -e "$LAB_RUN"
 
 test_done

@@ -73,6 +73,20 @@ for n in "${LAB_NODES[@]}"; do
   fi
 done
 
+# Each container has its own cgroup: stopping a unit on one node leaves the same unit
+# on another alone (the seed's failover check stops kube-apiserver on control0 only).
+for n in control0 control1; do
+  on "$n" "sudo systemctl stop kcp-lab-probe 2>/dev/null; sudo systemctl reset-failed kcp-lab-probe 2>/dev/null; sudo systemd-run -q --unit=kcp-lab-probe sleep 600" >/dev/null 2>&1 || true
+done
+on control0 sudo systemctl stop kcp-lab-probe >/dev/null 2>&1 || true
+check_eq "control1: its unit survives stopping the same unit on control0 (own cgroups)" active \
+  on control1 systemctl is-active kcp-lab-probe
+on control1 sudo systemctl stop kcp-lab-probe >/dev/null 2>&1 || true
+for n in "${LAB_NODES[@]}"; do
+  check "$n: container init has its own cgroup on the host" sh -c \
+    "grep -Eq ':/(.*/)?kcp-lab/$n(/|\$)' /proc/\$(cat '$LAB_RUN/nodes/$n/nspawn.pid')/cgroup"
+done
+
 # --- the gateway: IPVS and ldirectord as the seed's chapter needs them
 check "gateway: ip_vs loaded" on gateway "grep -qw '^ip_vs' /proc/modules && test -e /proc/net/ip_vs"
 check "gateway: sudo ipvsadm -Ln runs" on gateway sudo -n ipvsadm -Ln

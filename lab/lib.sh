@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # settings used by the scripts that source this file
+# Shared settings and helpers of the local lab (sourced by lab/*.sh and test/lab/*.sh).
+# The lab stands in for the seed's VMs: control0..2 (systemd-nspawn containers) and
+# gateway (a QEMU/TCG VM), on one bridge inside the network namespace "kcplab".
+
+LAB_NS=kcplab
+LAB_NS_PATH=/run/netns/$LAB_NS
+LAB_BRIDGE=kcpbr0
+LAB_TAP=kcptap0
+LAB_STATE=/var/lib/kcp-lab
+LAB_RUN=$LAB_STATE/run
+LAB_SSH_DIR=$LAB_STATE/ssh
+LAB_KEY=$LAB_SSH_DIR/id_ed25519
+LAB_HOSTKEYS=$LAB_SSH_DIR/hostkeys
+LAB_KNOWN_HOSTS=$LAB_SSH_DIR/known_hosts
+LAB_CACHE=${KCP_CACHE:-/var/cache/kcp}/lab
+LAB_MIRROR_DIR=${KCP_MIRROR_DIR:-${KCP_CACHE:-/var/cache/kcp}/mirror}
+LAB_NETNS_ETC=/etc/netns/$LAB_NS
+LAB_SUITE=bookworm
+
+LAB_RUNNER_IP=192.168.1.1
+LAB_MIRROR_PORT=8080
+LAB_VIP=192.168.1.21
+LAB_NODES=(control0 control1 control2)
+LAB_HOSTS=(control0 control1 control2 gateway)
+declare -A LAB_IP=([control0]=192.168.1.11 [control1]=192.168.1.12 [control2]=192.168.1.13 [gateway]=192.168.1.10)
+LAB_GATEWAY_MAC=52:54:00:6b:63:0a
+LAB_GATEWAY_MEM=${KCP_LAB_GATEWAY_MEM:-384}
+
+# Timeouts (seconds), overridable for slow machines.
+LAB_BOOT_TIMEOUT=${KCP_LAB_BOOT_TIMEOUT:-180}
+LAB_STOP_TIMEOUT=${KCP_LAB_STOP_TIMEOUT:-30}
+
+LAB_NODE_PACKAGES=systemd,systemd-sysv,dbus,openssh-server,sudo,curl,ca-certificates,iproute2,procps,tar,gzip,kmod,netbase,iputils-ping,less
+LAB_GATEWAY_PACKAGES=systemd,systemd-sysv,dbus,udev,openssh-server,sudo,curl,ca-certificates,iproute2,procps,tar,gzip,kmod,netbase,iputils-ping,less,linux-image-cloud-amd64,initramfs-tools,zstd,ipvsadm,ldirectord,libwww-perl,liblwp-protocol-https-perl,libio-socket-ssl-perl,perl-openssl-defaults
+
+lab_log() { printf '[lab %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+lab_die() {
+  lab_log "ERROR: $*"
+  exit 1
+}
+
+lab_need_root() {
+  [[ $(id -u) == 0 ]] || lab_die "the lab needs root (namespaces, nspawn, tap devices); run as root"
+}
+
+# lab_need_tools TOOL...: fail with the Debian packages to install when a tool is missing.
+lab_need_tools() {
+  local t missing=()
+  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+  ((${#missing[@]} == 0)) ||
+    lab_die "missing tools: ${missing[*]} (apt-get install debootstrap systemd-container qemu-system-x86 qemu-utils iproute2 openssh-client e2fsprogs util-linux)"
+}
+
+# lab_in_ns CMD...: run CMD in the lab's network namespace (only the network: unlike
+# `ip netns exec`, this leaves /sys alone, which systemd-nspawn needs for cgroups).
+lab_in_ns() { nsenter --net="$LAB_NS_PATH" -- "$@"; }
+
+lab_ns_exists() { [[ -e $LAB_NS_PATH ]] && nsenter --net="$LAB_NS_PATH" -- true 2>/dev/null; }
+
+# lab_wait DESCRIPTION TIMEOUT CMD...: poll CMD once a second until it succeeds.
+lab_wait() {
+  local what=$1 timeout=$2 t0=$SECONDS
+  shift 2
+  lab_log "waiting for $what (up to ${timeout}s)"
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS - t0 >= timeout)); then
+      lab_log "ERROR: timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 1
+  done
+  lab_log "$what: ok after $((SECONDS - t0))s"
+}
+
+# lab_pid_alive PIDFILE [NAME]: the pid in PIDFILE runs (and its comm is NAME, if given).
+lab_pid_alive() {
+  local pid comm
+  [[ -s $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -d /proc/$pid ]] || return 1
+  if [[ -n ${2:-} ]]; then
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ $comm == "$2"* ]] || return 1
+  fi
+}
+
+# lab_cgroup_dirs NAME: the cgroup directories a container NAME runs in, one per hierarchy
+# that systemd tracks units in (cgroup v2 at /sys/fs/cgroup, or name=systemd + unified
+# in a v1/hybrid setup), each below the cgroup this script runs in. With --keep-unit
+# and no systemd on the host, every container would otherwise share the cgroup of its
+# nspawn process, and the containers' systemds would trample each other's units
+# (stopping kube-apiserver on one node would kill it on all).
+lab_cgroup_dirs() {
+  local n=$1 cur
+  if [[ $(stat -f -c %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]]; then
+    cur=$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
+    printf '/sys/fs/cgroup%s/kcp-lab/%s\n' "${cur%/}" "$n"
+    return 0
+  fi
+  if [[ -f /sys/fs/cgroup/systemd/cgroup.procs ]]; then
+    cur=$(awk -F: '$2 == "name=systemd" {print $3}' /proc/self/cgroup)
+    printf '/sys/fs/cgroup/systemd%s/kcp-lab/%s\n' "${cur%/}" "$n"
+  fi
+  if [[ -f /sys/fs/cgroup/unified/cgroup.procs ]]; then
+    cur=$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
+    printf '/sys/fs/cgroup/unified%s/kcp-lab/%s\n' "${cur%/}" "$n"
+  fi
+}
+
+# The Debian mirror the host's apt uses (first non-security deb URI), default deb.debian.org.
+lab_debian_mirror() {
+  local uri=""
+  if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+    uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) if ($i !~ /security/) {print $i; exit}}' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+  fi
+  if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+      /etc/apt/sources.list | head -n1)
+  fi
+  printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+}
+
+# /etc/hosts of every lab host (and of the runner via /etc/netns/kcplab/hosts): the
+# seed's DNS resolves these names.
+lab_hosts_file() {
+  printf '127.0.0.1\tlocalhost\n'
+  printf '::1\t\tlocalhost ip6-localhost ip6-loopback\n'
+  printf '%s\trunner runner.kubenet\n' "$LAB_RUNNER_IP"
+  local h
+  for h in "${LAB_HOSTS[@]}"; do printf '%s\t%s %s.kubenet\n' "${LAB_IP[$h]}" "$h" "$h"; done
+  printf '%s\tkubernetes kubernetes.kubenet\n' "$LAB_VIP"
+}
+
+# lab_ssh_opts HOST [nomux]: ssh options that pin HOST's lab host key. Connections
+# share one master per host for 60s (ControlPersist; lab:down ends the masters).
+lab_ssh_opts() {
+  local host=$1
+  if [[ ${2:-} == nomux || ! -d $LAB_RUN/ssh ]]; then
+    printf '%s\n' -o ControlMaster=no -o ControlPath=none
+  else
+    printf '%s\n' -o ControlMaster=auto -o "ControlPath=$LAB_RUN/ssh/%k-%h-%r" -o ControlPersist=60
+  fi
+  printf '%s\n' -i "$LAB_KEY" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$LAB_KNOWN_HOSTS" \
+    -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias="$host" -o ConnectTimeout=5 \
+    -o ServerAliveInterval=10 -o LogLevel=ERROR
+}
+
+# lab_ssh HOST CMD...: run CMD on HOST as ubuntu over SSH from inside the namespace.
+lab_ssh() {
+  local host=$1 ip
+  shift
+  ip=${LAB_IP[$host]:-}
+  [[ -n $ip ]] || lab_die "unknown lab host '$host' (known: ${LAB_HOSTS[*]})"
+  local opts
+  mapfile -t opts < <(lab_ssh_opts "$host")
+  lab_in_ns ssh "${opts[@]}" "ubuntu@$ip" "$@"
+}

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# npm run lab:up — brings up the local lab that stands in for the seed's VMs:
+#   network namespace kcplab, bridge kcpbr0 with the runner at 192.168.1.1/24 (no route out)
+#   control0..2  systemd-nspawn containers (systemd, sshd) at 192.168.1.11-13
+#   gateway      QEMU/TCG VM (Debian cloud kernel with ip_vs, ipvsadm, ldirectord) at 192.168.1.10
+#   binary mirror http://192.168.1.1:8080 (lab/mirror/serve.sh)
+# and writes Pulumi.lab.yaml. Idempotent: on a running lab it only checks and repairs.
+# Env: KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all),
+#      KCP_LAB_SKIP_MIRROR_BUILD=1 (serve the mirror as it is, without lab/mirror/build.sh).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+# shellcheck source=lab/lib.sh
+source "$here/lib.sh"
+
+T0=$SECONDS
+
+setup_network() {
+  mkdir -p "$LAB_RUN"
+  install -d -m 0700 "$LAB_RUN/ssh"
+  if ! lab_ns_exists; then
+    # Remember whether /run/netns was there before us, so lab:down can restore that.
+    [[ -d /run/netns ]] || : >"$LAB_RUN/created-run-netns"
+    [[ -e $LAB_NS_PATH ]] && { umount "$LAB_NS_PATH" 2>/dev/null || true; rm -f "$LAB_NS_PATH"; }
+    lab_log "creating network namespace $LAB_NS"
+    ip netns add "$LAB_NS"
+  fi
+  ip -n "$LAB_NS" link set lo up
+  if ! ip -n "$LAB_NS" link show "$LAB_BRIDGE" >/dev/null 2>&1; then
+    lab_log "creating bridge $LAB_BRIDGE with the runner address $LAB_RUNNER_IP/24"
+    ip -n "$LAB_NS" link add "$LAB_BRIDGE" type bridge
+  fi
+  ip -n "$LAB_NS" link set "$LAB_BRIDGE" up
+  ip -n "$LAB_NS" addr replace "$LAB_RUNNER_IP/24" dev "$LAB_BRIDGE"
+  # No way out: no default route, no forwarding.
+  ip -n "$LAB_NS" route flush default 2>/dev/null || true
+  lab_in_ns sh -c 'echo 0 > /proc/sys/net/ipv4/ip_forward'
+  # Name resolution for commands run with `ip netns exec kcplab` (lab/exec.sh).
+  mkdir -p "$LAB_NETNS_ETC"
+  lab_hosts_file >"$LAB_NETNS_ETC/hosts"
+}
+
+# Per-node files written into the node's overlay (upper layer) before it boots.
+node_files() {
+  local n=$1 root=$2
+  printf '%s\n' "$n" >"$root/etc/hostname"
+  lab_hosts_file >"$root/etc/hosts"
+  cat >"$root/etc/systemd/network/10-kcp-lab.network" <<EOF
+[Match]
+Name=enp0s1 host0
+
+[Network]
+Address=${LAB_IP[$n]}/24
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOF
+  install -m 0600 "$LAB_HOSTKEYS/$n/ssh_host_ed25519_key" "$root/etc/ssh/ssh_host_ed25519_key"
+  install -m 0644 "$LAB_HOSTKEYS/$n/ssh_host_ed25519_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
+  install -d -m 0700 -o 1000 -g 1000 "$root/home/ubuntu/.ssh"
+  install -m 0600 -o 1000 -g 1000 "$LAB_KEY.pub" "$root/home/ubuntu/.ssh/authorized_keys"
+}
+
+start_node() {
+  local n=$1 d=$LAB_RUN/nodes/$1
+  local root=$d/root pidfile=$d/nspawn.pid
+  if lab_pid_alive "$pidfile" systemd-nspawn; then
+    lab_log "$n: running (nspawn pid $(<"$pidfile"))"
+    return 0
+  fi
+  mkdir -p "$d/upper" "$d/work" "$root"
+  if ! mountpoint -q "$root"; then
+    mount -t overlay "kcplab-$n" \
+      -o "lowerdir=$LAB_CACHE/node-rootfs,upperdir=$d/upper,workdir=$d/work" "$root"
+  fi
+  node_files "$n" "$root"
+  # Its own cgroup (see lab_cgroup_dirs), recorded for lab:down.
+  local cgs=() c
+  mapfile -t cgs < <(lab_cgroup_dirs "$n")
+  for c in "${cgs[@]}"; do
+    mkdir -p "$c"
+    grep -qxF "$c" "$LAB_RUN/cgroups" 2>/dev/null || echo "$c" >>"$LAB_RUN/cgroups"
+  done
+  lab_log "$n: starting systemd-nspawn (log: $d/console.log)"
+  # nsenter, setsid and the cgroup-entering bash all exec: $! is the nspawn process itself.
+  # shellcheck disable=SC2016 # expanded by that bash
+  nsenter --net="$LAB_NS_PATH" -- setsid bash -c \
+    'while [ "$1" != -- ]; do echo $$ >"$1/cgroup.procs" || exit 1; shift; done; shift; exec "$@"' \
+    kcp-lab-cgroup "${cgs[@]}" -- systemd-nspawn --quiet --register=no --keep-unit --boot \
+    --machine="$n" --hostname="$n" --directory="$root" --network-bridge="$LAB_BRIDGE" \
+    --resolv-conf=off --timezone=off --link-journal=no --console=read-only \
+    </dev/null >"$d/console.log" 2>&1 4>&- &
+  echo "$!" >"$pidfile"
+}
+
+start_gateway() {
+  local d=$LAB_RUN/gateway img=$LAB_CACHE/gateway
+  local pidfile=$d/qemu.pid
+  mkdir -p "$d"
+  if ! ip -n "$LAB_NS" link show "$LAB_TAP" >/dev/null 2>&1; then
+    ip -n "$LAB_NS" tuntap add dev "$LAB_TAP" mode tap
+  fi
+  ip -n "$LAB_NS" link set "$LAB_TAP" master "$LAB_BRIDGE" up
+  if lab_pid_alive "$pidfile" qemu-system-x86; then
+    lab_log "gateway: running (qemu pid $(<"$pidfile"))"
+    return 1
+  fi
+  [[ -f $d/disk.qcow2 ]] ||
+    qemu-img create -q -f qcow2 -F qcow2 -b "$img/base.qcow2" "$d/disk.qcow2"
+  lab_log "gateway: starting QEMU/TCG (serial console: $d/console.log)"
+  rm -f "$pidfile"
+  lab_in_ns qemu-system-x86_64 -name kcp-gateway -machine q35 -accel tcg,tb-size=256 \
+    -m "$LAB_GATEWAY_MEM" -smp 1 -nodefaults -no-user-config -display none -vga none \
+    -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=1 mitigations=off no_timer_check panic=5 systemd.show_status=auto" \
+    -drive "file=$d/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap" \
+    -device virtio-blk-pci,drive=disk0,addr=0x2 \
+    -netdev "tap,id=net0,ifname=$LAB_TAP,script=no,downscript=no" \
+    -device "virtio-net-pci,netdev=net0,addr=0x1,mac=$LAB_GATEWAY_MAC" \
+    -device virtio-rng-pci,addr=0x3 \
+    -serial "file:$d/console.log" -daemonize -pidfile "$pidfile" 4>&-
+  date +%s >"$d/started"
+  return 0
+}
+
+start_mirror() {
+  local pidfile=$LAB_RUN/mirror.pid
+  if [[ ${KCP_LAB_NO_MIRROR:-0} == 1 ]]; then
+    lab_log "mirror: skipped (KCP_LAB_NO_MIRROR=1)"
+    return 0
+  fi
+  if lab_pid_alive "$pidfile"; then
+    lab_log "mirror: serving (pid $(<"$pidfile"))"
+  else
+    [[ -f $repo/lab/mirror/serve.sh ]] || lab_die "lab/mirror/serve.sh is missing"
+    lab_log "mirror: starting lab/mirror/serve.sh $LAB_RUNNER_IP $LAB_MIRROR_PORT (log: $LAB_RUN/mirror.log)"
+    nsenter --net="$LAB_NS_PATH" -- setsid bash "$repo/lab/mirror/serve.sh" "$LAB_RUNNER_IP" "$LAB_MIRROR_PORT" \
+      </dev/null >"$LAB_RUN/mirror.log" 2>&1 4>&- &
+    echo "$!" >"$pidfile"
+  fi
+  lab_wait "the mirror on http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT" 30 \
+    lab_in_ns curl -fsS -o /dev/null --max-time 2 "http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT/SHA256SUMS.json" || {
+    tail -n 20 "$LAB_RUN/mirror.log" >&2
+    lab_die "the mirror did not come up (log: $LAB_RUN/mirror.log)"
+  }
+}
+
+ssh_ready() { lab_ssh "$1" sudo -n true; }
+
+# gateway_ready: SSH works; stops the wait at once (by exiting the poll) if QEMU is gone.
+# A kernel panic under a loaded TCG reboots the guest (panic=5) and the wait goes on.
+gateway_ready() {
+  if ! lab_pid_alive "$LAB_RUN/gateway/qemu.pid" qemu-system-x86; then
+    # lab_wait hides the poll's output: report on fd 4, the script's stderr.
+    tail -n 30 "$LAB_RUN/gateway/console.log" >&4
+    lab_log "ERROR: QEMU of the gateway exited (serial console: $LAB_RUN/gateway/console.log)" 2>&4
+    exit 1
+  fi
+  ssh_ready gateway
+}
+
+# Pulumi.lab.yaml: only what the lab must override; keeps a present encryptionsalt line.
+write_stack_file() {
+  local f=$repo/Pulumi.lab.yaml salt="" h c
+  [[ -f $f ]] && salt=$(grep -E '^encryptionsalt:' "$f" || true)
+  {
+    [[ -n $salt ]] && printf '%s\n' "$salt"
+    printf '# Generated by lab/up.sh (npm run lab:up): the local lab. Do not edit; do not commit.\n'
+    printf 'config:\n'
+    printf '  control-plane:arch: amd64\n'
+    printf '  control-plane:nic: enp0s1\n'
+    printf '  control-plane:mirrorUrl: http://%s:%s\n' "$LAB_RUNNER_IP" "$LAB_MIRROR_PORT"
+    printf '  control-plane:sshPrivateKeyPath: %s\n' "$LAB_KEY"
+    printf '  control-plane:hostKeys:\n'
+    for h in "${LAB_HOSTS[@]}"; do
+      printf '    %s: %s\n' "$h" "$(cut -d' ' -f1-2 "$LAB_HOSTKEYS/$h/ssh_host_ed25519_key.pub")"
+    done
+    if [[ -f $LAB_MIRROR_DIR/SHA256SUMS.json ]]; then
+      printf '  control-plane:sha256:\n'
+      for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+        h=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' \
+          "$LAB_MIRROR_DIR/SHA256SUMS.json" "$c")
+        [[ $h =~ ^[0-9a-f]{64}$ ]] || lab_die "$LAB_MIRROR_DIR/SHA256SUMS.json has no sha256 for $c"
+        printf '    %s: %s\n' "$c" "$h"
+      done
+    else
+      lab_log "WARNING: $LAB_MIRROR_DIR/SHA256SUMS.json missing: Pulumi.lab.yaml has no sha256 sums"
+    fi
+  } >"$f.tmp"
+  mv -f "$f.tmp" "$f"
+  lab_log "wrote $f"
+}
+
+main() {
+  exec 4>&2
+  lab_need_root
+  lab_need_tools ip nsenter setsid systemd-nspawn qemu-system-x86_64 qemu-img ssh ssh-keygen mountpoint curl python3
+  [[ -c /dev/net/tun ]] || lab_die "/dev/net/tun is missing (QEMU's tap needs it)"
+  bash "$here/build.sh"
+  if [[ ${KCP_LAB_NO_MIRROR:-0} == 1 || ${KCP_LAB_SKIP_MIRROR_BUILD:-0} == 1 ]]; then
+    lab_log "mirror: not building (KCP_LAB_NO_MIRROR / KCP_LAB_SKIP_MIRROR_BUILD)"
+  else
+    [[ -f $repo/lab/mirror/build.sh ]] || lab_die "lab/mirror/build.sh is missing (or set KCP_LAB_NO_MIRROR=1)"
+    lab_log "mirror: bash lab/mirror/build.sh (cached when built)"
+    bash "$repo/lab/mirror/build.sh"
+  fi
+  setup_network
+  local n gw_started=0 gw_t0
+  for n in "${LAB_NODES[@]}"; do start_node "$n"; done
+  if start_gateway; then gw_started=1; fi
+  gw_t0=$(cat "$LAB_RUN/gateway/started" 2>/dev/null || date +%s)
+  start_mirror
+  for n in "${LAB_NODES[@]}"; do
+    lab_wait "SSH + sudo on $n (${LAB_IP[$n]})" "$LAB_BOOT_TIMEOUT" ssh_ready "$n" || {
+      tail -n 30 "$LAB_RUN/nodes/$n/console.log" >&2
+      lab_die "$n did not come up (console: $LAB_RUN/nodes/$n/console.log)"
+    }
+  done
+  lab_wait "SSH + sudo on gateway (${LAB_IP[gateway]}, QEMU/TCG boot)" "$LAB_BOOT_TIMEOUT" gateway_ready || {
+    tail -n 30 "$LAB_RUN/gateway/console.log" >&2
+    lab_pid_alive "$LAB_RUN/gateway/qemu.pid" qemu-system-x86 || lab_die "QEMU of the gateway exited"
+    lab_die "gateway did not come up (serial console: $LAB_RUN/gateway/console.log)"
+  }
+  ((gw_started == 0)) || lab_log "gateway: boot to SSH took $(($(date +%s) - gw_t0))s"
+  write_stack_file
+  lab_log "lab is up in $((SECONDS - T0))s: ${LAB_HOSTS[*]} (ssh: lab/ssh.sh HOST CMD; runner: lab/exec.sh CMD)"
+}
+
+main "$@"
