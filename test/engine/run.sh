@@ -176,7 +176,7 @@ test_pki_stack() {
         || { fail "pki stack: config set"; return; }
 
     if pulumi_ up "${p[@]}" --yes --skip-preview >"$TMP/up1.log" 2>&1; then
-        pass "pki stack: pulumi up creates the PKI ($(grep -Eo '[0-9]+ created' "$TMP/up1.log" | head -1))"
+        pass "pki stack: pulumi up creates the PKI ($(grep -Eo '[+] [0-9]+ created' "$TMP/up1.log" | tail -1))"
     else
         fail "pki stack: pulumi up" "$(tail -n 25 "$TMP/up1.log" | tr '\n' ' ' | cut -c1-2000)"
         return
