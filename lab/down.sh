@@ -80,6 +80,15 @@ stop_processes() {
       wait_gone 10 "${pids[@]}" || lab_log "WARNING: some lab processes survived SIGKILL: ${pids[*]}"
     fi
   fi
+  # Containers whose nspawn is gone (killed above or before): their processes live on
+  # in the containers' cgroups.
+  local cgs=()
+  [[ -f $LAB_RUN/cgroups ]] && mapfile -t cgs <"$LAB_RUN/cgroups"
+  mapfile -t -O "${#cgs[@]}" cgs < <(find /sys/fs/cgroup -maxdepth 5 -type d -name kcp-lab 2>/dev/null)
+  if ((${#cgs[@]} > 0)) && [[ -n $(lab_cgroup_pids "${cgs[@]}") ]]; then
+    lab_log "ending processes left in the containers' cgroups"
+    lab_kill_cgroups "${cgs[@]}" || true
+  fi
   # Anything else of the lab (no pidfile after a crash, strays in the namespace).
   mapfile -t pids < <(pids_of_lab)
   if ((${#pids[@]} > 0)); then

@@ -110,6 +110,31 @@ lab_cgroup_dirs() {
   fi
 }
 
+# lab_cgroup_pids DIR...: the processes in the cgroups DIR and all below them.
+lab_cgroup_pids() {
+  local d
+  for d in "$@"; do
+    [[ -d $d ]] || continue
+    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -un
+}
+
+# lab_kill_cgroups DIR...: SIGKILL whatever runs in the cgroups DIR (e.g. a container
+# whose systemd-nspawn was killed: its processes outlive it), and wait until they are gone.
+lab_kill_cgroups() {
+  local pids t0=$SECONDS
+  while :; do
+    mapfile -t pids < <(lab_cgroup_pids "$@")
+    ((${#pids[@]} == 0)) && return 0
+    if ((SECONDS - t0 >= 15)); then
+      lab_log "WARNING: processes survive in ${*}: ${pids[*]}"
+      return 1
+    fi
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    sleep 0.5
+  done
+}
+
 # The Debian mirror the host's apt uses (first non-security deb URI), default deb.debian.org.
 lab_debian_mirror() {
   local uri=""

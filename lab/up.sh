@@ -67,15 +67,20 @@ start_node() {
     lab_log "$n: running (nspawn pid $(<"$pidfile"))"
     return 0
   fi
+  # Its own cgroup (see lab_cgroup_dirs), recorded for lab:down.
+  local cgs=() c
+  mapfile -t cgs < <(lab_cgroup_dirs "$n")
+  # A container whose nspawn died (killed, crashed) can live on: end it before a restart.
+  if [[ -n $(lab_cgroup_pids "${cgs[@]}") ]]; then
+    lab_log "$n: ending what is left of its previous container"
+    lab_kill_cgroups "${cgs[@]}" || lab_die "$n: could not end its previous container"
+  fi
   mkdir -p "$d/upper" "$d/work" "$root"
   if ! mountpoint -q "$root"; then
     mount -t overlay "kcplab-$n" \
       -o "lowerdir=$LAB_CACHE/node-rootfs,upperdir=$d/upper,workdir=$d/work" "$root"
   fi
   node_files "$n" "$root"
-  # Its own cgroup (see lab_cgroup_dirs), recorded for lab:down.
-  local cgs=() c
-  mapfile -t cgs < <(lab_cgroup_dirs "$n")
   for c in "${cgs[@]}"; do
     mkdir -p "$c"
     grep -qxF "$c" "$LAB_RUN/cgroups" 2>/dev/null || echo "$c" >>"$LAB_RUN/cgroups"
