@@ -101,6 +101,8 @@ install -m 0755 "$kubectl_src" "$work/bin/kubectl"
 log "snapshot of every host before up"
 for h in "${LAB_HOSTS[@]}"; do snapshot "$h" >"$work/before.$h"; done
 
+# A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
+sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
 run_pulumi stack init "$STACK" --secrets-provider passphrase >/dev/null
 
 # 1. up from an empty stack.
