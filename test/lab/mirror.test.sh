@@ -31,7 +31,18 @@ finish() {
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
+ETCD_PID=""
+APISERVER_PID=""
+ETCD_CLIENT_PORT=""
+stop_pid() {
+  if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
 cleanup() {
+  stop_pid "$APISERVER_PID"
+  stop_pid "$ETCD_PID"
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -147,14 +158,22 @@ PY
   fi
 fi
 
-# etcd_smoke DIR: start DIR/etcd on loopback, put and get a key with DIR/etcdctl
+# free_ports N: N distinct free TCP ports on 127.0.0.1
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# etcd_smoke DIR: start DIR/etcd on loopback, put and get a key with DIR/etcdctl;
+# etcd keeps running (ETCD_PID, ETCD_CLIENT_PORT) for apiserver_smoke.
 etcd_smoke() {
   local dir="$1" cport pport pid ok=0 out
-  read -r cport pport < <(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+  read -r cport pport < <(free_ports 2)
   "$dir/etcd" --name smoke --data-dir "$WORK/etcd-data" \
     --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
     --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
@@ -169,11 +188,66 @@ print(a.getsockname()[1], b.getsockname()[1])')
     out="$("$dir/etcdctl" --endpoints "127.0.0.1:$cport" get --print-value-only kcp-mirror 2>&1)" &&
     [[ "$out" == smoke ]]; then
     pass "etcd serves on loopback; etcdctl put/get round-trips"
+    ETCD_PID=$pid
+    ETCD_CLIENT_PORT=$cport
   else
     fail "etcd smoke test: $(tail -5 "$WORK/etcd.log")"
+    stop_pid "$pid"
   fi
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+}
+
+# apiserver_smoke: start the fetched kube-apiserver on loopback against the
+# smoke etcd (self-signed serving cert, AlwaysAllow), then use the fetched
+# kubectl to read its version and create and list a namespace.
+apiserver_smoke() {
+  local sport ok=0 out k
+  if [[ -z "$ETCD_CLIENT_PORT" || ! -x "$WORK/dl-kube-apiserver" || ! -x "$WORK/dl-kubectl" ]]; then
+    fail "kube-apiserver smoke test: not run (no etcd or binaries)"
+    return
+  fi
+  if ! command -v openssl >/dev/null; then
+    echo "# skipping the kube-apiserver smoke test: no openssl"
+    return
+  fi
+  read -r sport < <(free_ports 1)
+  openssl genrsa -out "$WORK/sa.key" 2048 2>/dev/null
+  # AlwaysAllow turns anonymous requests off: authenticate with a static token.
+  echo 'kcp-mirror-smoke-token,smoke,smoke,"system:masters"' >"$WORK/tokens.csv"
+  "$WORK/dl-kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$sport" \
+    --endpoint-reconciler-type none --cert-dir "$WORK/apiserver-certs" \
+    --authorization-mode AlwaysAllow --token-auth-file "$WORK/tokens.csv" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$WORK/sa.key" --service-account-signing-key-file "$WORK/sa.key" \
+    --service-cluster-ip-range 10.32.0.0/24 </dev/null >"$WORK/apiserver.log" 2>&1 &
+  APISERVER_PID=$!
+  k=("$WORK/dl-kubectl" --server "https://127.0.0.1:$sport" --insecure-skip-tls-verify
+    --token kcp-mirror-smoke-token --request-timeout 5s)
+  for _ in $(seq 1 180); do
+    if curl -skf --max-time 2 -H 'Authorization: Bearer kcp-mirror-smoke-token' \
+      "https://127.0.0.1:$sport/readyz" >/dev/null 2>&1; then ok=1; break; fi
+    kill -0 "$APISERVER_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  if ((ok)); then pass "kube-apiserver serves /readyz on loopback against etcd"; else
+    fail "kube-apiserver did not get ready: $(tail -5 "$WORK/apiserver.log")"
+    stop_pid "$APISERVER_PID"; APISERVER_PID=""
+    return
+  fi
+  out="$("${k[@]}" version -o json </dev/null 2>&1 || true)"
+  if [[ "$out" == *'"gitVersion": "v'"$KUBE_VERSION"'"'*'"gitVersion": "v'"$KUBE_VERSION"'"'* ]]; then
+    pass "kubectl version: client and server are v$KUBE_VERSION"
+  else
+    fail "kubectl version: $out"
+  fi
+  if out="$("${k[@]}" create namespace kcp-mirror-smoke </dev/null 2>&1)" &&
+    out="$("${k[@]}" get namespace kcp-mirror-smoke -o 'jsonpath={.metadata.name}' </dev/null 2>&1)" &&
+    [[ "$out" == kcp-mirror-smoke ]]; then
+    pass "kubectl creates and reads a namespace through kube-apiserver and etcd"
+  else
+    fail "kubectl create/get namespace: $out"
+  fi
+  stop_pid "$APISERVER_PID"; APISERVER_PID=""
 }
 
 # --- etcd tarball -----------------------------------------------------------
@@ -194,6 +268,8 @@ if fetch_check etcd "$ETCD_REL"; then
       expect_output "etcdutl version" "etcdutl version: ${ETCD_VERSION}" "$WORK/etcd/$ETCD_NAME/etcdutl" version
     fi
     etcd_smoke "$WORK/etcd/$ETCD_NAME"
+    apiserver_smoke
+    stop_pid "$ETCD_PID"; ETCD_PID=""
   fi
 fi
 
