@@ -104,13 +104,15 @@ export class Pki extends pulumi.ComponentResource {
     constructor(name: string, config: ClusterConfig, opts?: pulumi.ComponentResourceOptions) {
         super("kthw:index:Pki", name, {}, opts);
         const parent = { parent: this };
-        const subject = (commonName: string, organization: string) =>
-            ({ commonName, organization, organizationalUnit: "Kubernetes The Hard Way" });
+        // The CA's OU sets it apart: OpenSSL compares names case-insensitively, so a CA "Kubernetes" and a
+        // leaf "kubernetes" with the same O and OU would make the leaf look self-signed.
+        const subject = (commonName: string, organization: string, organizationalUnit = "Kubernetes The Hard Way") =>
+            ({ commonName, organization, organizationalUnit });
 
         const caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "RSA", rsaBits: 2048 }, parent);
         const ca = new tls.SelfSignedCert(`${name}-ca`, {
             privateKeyPem: caKey.privateKeyPem,
-            subject: subject("Kubernetes", "Kubernetes"),
+            subject: subject("Kubernetes", "Kubernetes", "CA"),
             isCaCertificate: true,
             validityPeriodHours: VALIDITY_HOURS,
             allowedUses: ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],

@@ -170,6 +170,14 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             /storage.googleapis.com\/kubernetes-release\/release\/v1.28.3\/bin\/linux\/arm64\/kube-scheduler/);
     });
 
+    test("no certificate's subject equals the CA's (OpenSSL compares names case-insensitively)", () => {
+        const name = (r: { inputs: Record<string, unknown> }) => JSON.stringify(reveal(r.inputs.subject)).toLowerCase();
+        const ca = name(byType(run, "tls:index/selfSignedCert:SelfSignedCert")[0]);
+        const leaves = byType(run, "tls:index/certRequest:CertRequest").map(name);
+        assert.equal(leaves.length, 5);
+        leaves.forEach(leaf => assert.notEqual(leaf, ca));
+    });
+
     test("ldirectord takes a changed config by reload, never restart", () => {
         const ldirectord = byName(run, "api-load-balancer-ldirectord");
         assert.match(scriptOf(plain(ldirectord, "update")), /systemctl reload 'ldirectord'/);
