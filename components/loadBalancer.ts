@@ -9,7 +9,7 @@ import { renderServiceUnit } from "./render/systemd";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
+import { healthGate, localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
@@ -136,7 +136,18 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         }, fingerprint([ldirectordConfig, pki.caCert]), undefined,
         childOptions(this, opts.dependsOn, gatewayVip, caTrust, subsys, configFile));
 
-        this.url = `https://${config.vip}:${config.apiPort}`;
+        // ldirectord adds each real server at weight 1, then holds it at 0 until its first check passes:
+        // wait until every API server has passed its check, so the VIP serves from all of them.
+        const restarts = fingerprint([ldirectordConfig, pki.caCert, ...args.apiServerFingerprints]);
+        const virtual = `${config.vip}:${config.apiPort}`;
+        const realServers = healthGate(`${name}-real-servers-healthy`, gateway, {
+            what: `ldirectord to hold all ${config.nodes.length} API servers of ${virtual} at weight 1`,
+            probe: `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $4 == 1' | wc -l)" -eq ${config.nodes.length} ]`,
+            timeoutSeconds: config.healthTimeoutSeconds,
+            diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
+        }, restarts, childOptions(this, opts.dependsOn, ldirectord));
+
+        this.url = `https://${virtual}`;
         const healthz = `${this.url}/healthz`;
         this.ready = localHealthGate(`${name}-vip-healthy`, {
             what: `${healthz} to answer through the load balancer`,
@@ -144,8 +155,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             probe: `[ "$(curl -fsS --max-time 5 --cacert "$ca" ${healthz} 2>/dev/null)" = ok ]`,
             timeoutSeconds: config.healthTimeoutSeconds,
             diagnose: `curl -sS --max-time 5 --cacert "$ca" ${healthz}`,
-        }, fingerprint([ldirectordConfig, pki.caCert, ...args.apiServerFingerprints]), pki.caCert,
-        childOptions(this, opts.dependsOn, ldirectord, ...nodeVips));
+        }, restarts, pki.caCert, childOptions(this, opts.dependsOn, realServers, ...nodeVips));
         this.registerOutputs({ url: this.url });
     }
 }

@@ -59,6 +59,9 @@ ipvs_weights() {
   on gateway sudo ipvsadm -Ln -t "$LAB_VIP:6443" | awk '$1 == "->" && $2 ~ /:6443$/ {sub(":6443", "", $2); print $2, $4}'
 }
 weight_of() { ipvs_weights | awk -v a="$1" '$1 == a {print $2}'; }
+# weight_is ADDRESS WEIGHT / all_at_weight_one: conditions for wait_for, evaluated at every poll.
+weight_is() { [[ $(weight_of "$1") == "$2" ]]; }
+all_at_weight_one() { [[ $(ipvs_weights | awk '$2 == 1' | wc -l) -eq ${#LAB_NODES[@]} ]]; }
 # start_times HOST: when each control plane service last started (monotonic), one "unit time" a line.
 start_times() {
   # shellcheck disable=SC2016 # expanded on the host
@@ -103,7 +106,7 @@ for h in "${LAB_HOSTS[@]}"; do snapshot "$h" >"$work/before.$h"; done
 
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
-run_pulumi stack init "$STACK" --secrets-provider passphrase >/dev/null
+run_pulumi stack init --secrets-provider passphrase >/dev/null
 
 # 1. up from an empty stack.
 t=$SECONDS
@@ -135,14 +138,14 @@ check "controller manager and scheduler hold their leases ($leases)" \
 
 # 4. IPVS: one real server per node, weight 1; a stopped API server drops to 0, the VIP keeps answering.
 check "ipvsadm -Ln: one real server per control node, weight 1" \
-  wait_for "all real servers at weight 1" 30 test "$(ipvs_weights | awk '$2 == 1' | wc -l)" -eq "${#LAB_NODES[@]}"
+  wait_for "all real servers at weight 1" 60 all_at_weight_one
 on control0 sudo systemctl stop kube-apiserver
-check "a stopped API server drops to weight 0 within 10s" wait_for "control0 at weight 0" 10 test "$(weight_of "${LAB_IP[control0]}")" = 0
+check "a stopped API server drops to weight 0 within 10s" wait_for "control0 at weight 0" 10 weight_is "${LAB_IP[control0]}" 0
 vip_failures=0
 for _ in $(seq 1 20); do [[ $(vip_healthz 2>/dev/null) == ok ]] || vip_failures=$((vip_failures + 1)); done
 check "20 requests through the VIP while control0's API server is down: $vip_failures failed" test "$vip_failures" -eq 0
 on control0 sudo systemctl start kube-apiserver
-check "a restarted API server returns to weight 1" wait_for "control0 back at weight 1" 60 test "$(weight_of "${LAB_IP[control0]}")" = 1
+check "a restarted API server returns to weight 1" wait_for "control0 back at weight 1" 60 weight_is "${LAB_IP[control0]}" 1
 
 # 5. idempotence.
 check "a second pulumi up changes nothing" run_pulumi up --yes --skip-preview --expect-no-changes
@@ -170,7 +173,7 @@ check "control1 after a restart: every service active" wait_for "control1's serv
 check "control1 after a restart: the VIP is on lo" on control1 "ip -o addr show dev lo | grep -q ' $LAB_VIP/32 '"
 check "control1 after a restart: arp_ignore=1, arp_announce=2" \
   test "$(on control1 sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce | tr '\n' ' ')" = "1 2 "
-check "control1 back at weight 1" wait_for "control1 back at weight 1" 90 test "$(weight_of "${LAB_IP[control1]}")" = 1
+check "control1 back at weight 1" wait_for "control1 back at weight 1" 90 weight_is "${LAB_IP[control1]}" 1
 
 # 8. an unreachable host fails the step fast, naming it; after it is back, a re-run converges.
 lab/exec.sh ip route add unreachable "${LAB_IP[control2]}/32"
