@@ -356,13 +356,19 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         }
     }
     for (const name of ["etcdExtraArgs", "apiServerExtraArgs", "controllerManagerExtraArgs", "schedulerExtraArgs"] as const) {
-        for (const [flag, value] of Object.entries(config[name])) {
+        // `pulumi config set --path k.flag 3` stores a number: numbers and booleans are flag values too.
+        const values: ExtraArgs = {};
+        for (const [flag, value] of Object.entries(config[name] as Record<string, unknown>)) {
+            const text = typeof value === "number" || typeof value === "boolean" ? String(value) : value;
             if (!FLAG_NAME.test(flag)) {
                 fail(name, `${JSON.stringify(flag)} is not a flag name (write it without the leading --)`);
-            } else if (typeof value !== "string" || /[\n\\]/.test(value)) {
-                fail(name, `${flag}: the value must be a single-line string`);
+            } else if (typeof text !== "string" || /[\n\\]/.test(text)) {
+                fail(name, `${flag}: the value must be a single-line string, number or boolean`);
+            } else {
+                values[flag] = text;
             }
         }
+        config[name] = values;
     }
     return { config, errors, warnings };
 }

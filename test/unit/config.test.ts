@@ -90,6 +90,13 @@ test("an even number of control nodes is allowed with a warning", () => {
     assert.match(warnings.join("\n"), /control-plane:nodes: 2 control nodes/);
 });
 
+test("extra flag values may be numbers or booleans (pulumi config set --path stores them so)", () => {
+    const { config, errors } = validateConfig({ schedulerExtraArgs: { v: 3, profiling: false } }, noFiles);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(config.schedulerExtraArgs, { v: "3", profiling: "false" });
+    assert.match(validateConfig({ schedulerExtraArgs: { v: ["3"] } }, noFiles).errors.join(), /v: the value must be a single-line/);
+});
+
 test("pkiDir must hold chapter 4's files", () => {
     assert.match(validateConfig({ pkiDir: "/srv/pki" }, noFiles).errors.join("\n"), /control-plane:pkiDir: \/srv\/pki lacks ca.pem, ca-key.pem/);
     assert.deepEqual(validateConfig({ pkiDir: "/srv/pki" }, allFiles).errors, []);
