@@ -15,6 +15,8 @@ lab_ns_exists || lab_die "the lab is not up: npm run lab:up"
 work=$(mktemp -d /tmp/kcp-bench.XXXXXX)
 export PULUMI_BACKEND_URL="file://$work/state"
 mkdir -p "$work/state"
+# The baseline's stack file is this run's alone.
+trap 'rm -rf "$work" scripts/bench/empty/Pulumi.bench.yaml' EXIT
 
 # timed NAME CMD...: runs CMD, records its wall time in seconds (milliseconds precision).
 declare -A took
@@ -32,7 +34,7 @@ empty() { (cd scripts/bench/empty && pulumi --non-interactive --stack bench "$@"
 (cd scripts/bench/empty && pulumi stack init bench --secrets-provider passphrase >/dev/null)
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
-program stack init lab --secrets-provider passphrase >/dev/null
+program stack init --secrets-provider passphrase >/dev/null
 
 echo "measuring the empty program (baseline)..." >&2
 timed empty-up empty up --yes --skip-preview
@@ -75,4 +77,3 @@ row "preview" preview empty-preview
 row "destroy" destroy empty-destroy
 printf '%-28s %9.1fs\n' "up with one apiserver flag" "$(awk -v v="${took[flag-up]}" 'BEGIN{print v/1000}')"
 printf 'VIP requests during that up:  %s sent, %s failed\n' "$sent" "$failures"
-rm -rf "$work"
