@@ -123,7 +123,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const subsys = remoteFile(`${name}-lock-dir`, gateway, {
             path: SUBSYS_TMPFILES, mode: "0644",
             afterWrite: [`systemd-tmpfiles --create ${SUBSYS_TMPFILES}`],
-            afterRemove: ["if [ -d /run/lock/subsys ]; then rmdir --ignore-fail-on-non-empty /run/lock/subsys; fi"],
+            afterRemove: ["rmdir --ignore-fail-on-non-empty /run/lock/subsys 2>/dev/null || [ ! -d /run/lock/subsys ]"],
         }, subsysTmpfile, gatewayStep);
         const ldirectordConfig = renderLdirectordConfig(config);
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,

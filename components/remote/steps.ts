@@ -46,7 +46,8 @@ export function fileScripts(spec: FileSpec): StepScripts {
         ),
         delete: script(
             `rm -f ${shq(spec.path)}`,
-            ...owned.map(d => `if [ -d ${shq(d)} ]; then rmdir --ignore-fail-on-non-empty ${shq(d)}; fi`),
+            // Other files of the same directory are removed concurrently: gone is as good as removed.
+            ...owned.map(d => `rmdir --ignore-fail-on-non-empty ${shq(d)} 2>/dev/null || [ ! -d ${shq(d)} ]`),
             ...(spec.afterRemove ?? []),
         ),
     };

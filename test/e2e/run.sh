@@ -176,7 +176,10 @@ check "the VIP answers after the rolling restart" test "$(vip_healthz)" = ok
 # 7. a control node restarts: the VIP on lo, the ARP sysctls and every service come back.
 on control1 sudo systemctl reboot || true
 wait_for "control1's container to stop" 60 bash -c "! kill -0 \$(cat '$LAB_RUN/nodes/control1/nspawn.pid')" || true
+# lab:up starts the stopped container; it also rewrites the generated stack file, so keep this run's config.
+cp Pulumi.lab.yaml "$work/Pulumi.lab.yaml"
 bash lab/up.sh >"$work/lab-up-restart.log" 2>&1 || tail -n 20 "$work/lab-up-restart.log" >&2
+cp "$work/Pulumi.lab.yaml" Pulumi.lab.yaml
 check "control1 after a restart: every service active" wait_for "control1's services" 120 services_active control1
 check "control1 after a restart: the VIP is on lo" on control1 "ip -o addr show dev lo | grep -q ' $LAB_VIP/32 '"
 check "control1 after a restart: arp_ignore=1, arp_announce=2" \
