@@ -127,7 +127,8 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         }, subsysTmpfile, gatewayStep);
         const ldirectordConfig = renderLdirectordConfig(config);
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
-            { path: LDIRECTORD_CONFIG, mode: "0644" }, ldirectordConfig, gatewayStep);
+            // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
+            { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig, gatewayStep);
         // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {

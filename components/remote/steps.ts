@@ -26,7 +26,15 @@ export interface FileSpec {
     afterWrite?: string[];
     /** Commands run after the file is removed. */
     afterRemove?: string[];
+    /**
+     * The file may already be there (a package's config file): keep the original beside it on the first
+     * write and put it back on delete, instead of removing it.
+     */
+    keepOriginal?: boolean;
 }
+
+/** Where a file's original is kept while the program owns the file. */
+export const ORIGINAL_SUFFIX = ".kthw-orig";
 
 /** Writes stdin to the file atomically (temp file, chmod, rename): content never touches a command line. */
 export function fileScripts(spec: FileSpec): StepScripts {
@@ -36,6 +44,9 @@ export function fileScripts(spec: FileSpec): StepScripts {
         create: script(
             `target=${shq(spec.path)}`,
             `[ -d ${shq(dir)} ] || install -d -m 0755 ${shq(dir)}`,
+            ...(spec.keepOriginal
+                ? [`if [ -e "$target" ] && [ ! -e "$target${ORIGINAL_SUFFIX}" ]; then cp -a "$target" "$target${ORIGINAL_SUFFIX}"; fi`]
+                : []),
             `tmp=$(mktemp "$target.XXXXXX")`,
             `trap 'rm -f "$tmp"' EXIT`,
             `cat > "$tmp"`,
@@ -45,7 +56,10 @@ export function fileScripts(spec: FileSpec): StepScripts {
             ...(spec.afterWrite ?? []),
         ),
         delete: script(
-            `rm -f ${shq(spec.path)}`,
+            spec.keepOriginal
+                ? `if [ -e ${shq(spec.path + ORIGINAL_SUFFIX)} ]; then mv -f ${shq(spec.path + ORIGINAL_SUFFIX)} ${shq(spec.path)}; ` +
+                    `else rm -f ${shq(spec.path)}; fi`
+                : `rm -f ${shq(spec.path)}`,
             // Other files of the same directory are removed concurrently: gone is as good as removed.
             ...owned.map(d => `rmdir --ignore-fail-on-non-empty ${shq(d)} 2>/dev/null || [ ! -d ${shq(d)} ]`),
             ...(spec.afterRemove ?? []),

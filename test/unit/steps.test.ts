@@ -1,0 +1,62 @@
+// The building blocks' scripts run for real with bash against a scratch directory: a file step writes,
+// keeps a package's original and puts it back; a binary step verifies its checksum before installing.
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { test } from "node:test";
+import { binaryScripts, fileScripts } from "../../components/remote/steps";
+
+const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-steps-"));
+function bash(script: string, stdin = ""): { status: number | null; stderr: string } {
+    const result = spawnSync("bash", ["-c", script], { input: stdin, encoding: "utf8" });
+    return { status: result.status, stderr: result.stderr };
+}
+
+test("a file step writes its content with its mode, and its delete removes it and its empty owned dir", () => {
+    const dir = path.join(scratch(), "etc", "etcd");
+    const file = path.join(dir, "kubernetes-key.pem");
+    const steps = fileScripts({ path: file, mode: "0600", ownedDirs: [dir] });
+    assert.equal(bash(steps.create, "KEY\n").status, 0);
+    assert.equal(fs.readFileSync(file, "utf8"), "KEY\n");
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    assert.equal(bash(steps.create, "KEY2\n").status, 0, "a second run converges");
+    assert.equal(fs.readFileSync(file, "utf8"), "KEY2\n");
+    assert.equal(bash(steps.delete!).status, 0);
+    assert.ok(!fs.existsSync(dir), "the owned directory is gone");
+    assert.equal(bash(steps.delete!).status, 0, "a delete of what is already gone succeeds");
+});
+
+test("a file step keeps a package's original and puts it back on delete", () => {
+    const file = path.join(scratch(), "ldirectord.cf");
+    fs.writeFileSync(file, "# the package's example\n");
+    const steps = fileScripts({ path: file, mode: "0644", keepOriginal: true });
+    assert.equal(bash(steps.create, "checktimeout=5\n").status, 0);
+    assert.equal(bash(steps.create, "checktimeout=6\n").status, 0);
+    assert.equal(fs.readFileSync(file, "utf8"), "checktimeout=6\n");
+    assert.equal(bash(steps.delete!).status, 0);
+    assert.equal(fs.readFileSync(file, "utf8"), "# the package's example\n");
+    assert.ok(!fs.existsSync(`${file}.kthw-orig`));
+});
+
+test("a binary step installs only what matches its checksum, and names the URL when it fails", () => {
+    const dir = scratch();
+    const artifact = path.join(dir, "kube-scheduler");
+    fs.writeFileSync(artifact, "#!/bin/sh\necho scheduler\n");
+    const sum = crypto.createHash("sha256").update(fs.readFileSync(artifact)).digest("hex");
+    const installDir = path.join(dir, "bin");
+    const spec = { url: `file://${artifact}`, binaries: ["kube-scheduler"], installDir };
+    const bad = bash(binaryScripts({ ...spec, sha256: "0".repeat(64) }).create);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, new RegExp(`checksum mismatch for file://${artifact}`));
+    assert.ok(!fs.existsSync(path.join(installDir, "kube-scheduler")), "nothing installed on a mismatch");
+    const missing = bash(binaryScripts({ ...spec, url: `file://${dir}/nothing`, sha256: "" }).create);
+    assert.match(missing.stderr, /download failed on .*: file:\/\/.*\/nothing/);
+    const good = binaryScripts({ ...spec, sha256: sum });
+    assert.equal(bash(good.create).status, 0);
+    assert.equal(fs.statSync(path.join(installDir, "kube-scheduler")).mode & 0o777, 0o755);
+    assert.equal(bash(good.delete!).status, 0);
+    assert.ok(!fs.existsSync(path.join(installDir, "kube-scheduler")));
+});
