@@ -221,6 +221,8 @@ done
 
 # 10. up after destroy works again.
 check "pulumi up after destroy" run_pulumi up --yes --skip-preview
+# destroy took the PKI too: this up made a new CA.
+run_pulumi stack output caCert >"$work/ca.pem"
 check "the VIP answers again" test "$(vip_healthz)" = ok
 check "pulumi destroy again" run_pulumi destroy --yes --skip-preview
 
