@@ -162,6 +162,10 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         assert.match(fileOf("kube-apiserver-control0-ca-key"), /target='\/var\/lib\/kubernetes\/ca-key.pem'[\s\S]*chmod 0600/);
         assert.match(fileOf("kube-scheduler-control0-config"), /target='\/etc\/kubernetes\/config\/kube-scheduler.yaml'/);
         assert.match(fileOf("api-load-balancer-ldirectord-config"), /target='\/etc\/ha.d\/ldirectord.cf'/);
+        assert.match(fileOf("api-load-balancer-ldirectord-config"), /cp -a "\$target" "\$target.kthw-orig"/,
+            "the package's own ldirectord.cf is kept");
+        assert.match(scriptOf(plain(byName(run, "api-load-balancer-ldirectord-config"), "delete")),
+            /mv -f '\/etc\/ha.d\/ldirectord.cf.kthw-orig' '\/etc\/ha.d\/ldirectord.cf'/, "and put back on destroy");
         assert.match(fileOf("api-load-balancer-ca-trust"), /kubernetes-ca.crt'[\s\S]*update-ca-certificates/);
         assert.match(scriptOf(plain(byName(run, "etcd-control0-data-dir"), "create")), /install -d -m 0700 '\/var\/lib\/etcd'/);
         assert.match(scriptOf(plain(byName(run, "etcd-control0-binary"), "create")),
