@@ -383,11 +383,3 @@ function isSupportedKubernetes(version: string): boolean {
     const [major, minor] = versionParts(version);
     return major === 1 && minor >= 22;
 }
-
-/** Thrown for bad configuration: one message naming every problem, shown without a stack trace. */
-export class ConfigError extends Error {
-    constructor(public readonly problems: string[]) {
-        super(`invalid configuration:\n${problems.map(p => `  - ${p}`).join("\n")}`);
-        this.name = "ConfigError";
-    }
-}

@@ -6,12 +6,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
-# shellcheck source=lab/lib.sh
-source lab/lib.sh
-# shellcheck source=scripts/pulumi-env.sh
-source scripts/pulumi-env.sh
-pulumi_need
-lab_ns_exists || lab_die "the lab is not up: npm run lab:up"
+# shellcheck source=scripts/lab-engine.sh
+source scripts/lab-engine.sh
 [[ -f Pulumi.lab.yaml ]] || lab_die "no Pulumi.lab.yaml: npm run lab:up writes it"
 
 STACK=lab
