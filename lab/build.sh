@@ -76,6 +76,19 @@ EOF
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 }
 
+# debootstrap_base DIR PACKAGES WHAT LOG: a minimal Debian of $LAB_SUITE with PACKAGES in DIR, plus the
+# settings every lab host shares; on failure shows the log's tail and names WHAT.
+debootstrap_base() {
+  local dir=$1 packages=$2 what=$3 log=$4 mirror
+  mirror=$(lab_debian_mirror)
+  lab_log "building $what with debootstrap ($LAB_SUITE from $mirror); log: $log"
+  debootstrap --variant=minbase --include="$packages" "$LAB_SUITE" "$dir" "$mirror" >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    lab_die "debootstrap of $what failed (log: $log)"
+  }
+  customize_common "$dir"
+}
+
 build_node_rootfs() {
   local out=$LAB_CACHE/node-rootfs stamp want
   want="recipe=$NODE_RECIPE suite=$LAB_SUITE packages=$LAB_NODE_PACKAGES"
@@ -84,16 +97,9 @@ build_node_rootfs() {
     lab_log "node rootfs cached: $out"
     return 0
   fi
-  local t0=$SECONDS tmp=$LAB_CACHE/node-rootfs.tmp mirror
-  mirror=$(lab_debian_mirror)
-  lab_log "building the node rootfs with debootstrap ($LAB_SUITE from $mirror); log: $LAB_CACHE/build-node.log"
+  local t0=$SECONDS tmp=$LAB_CACHE/node-rootfs.tmp
   rm -rf "$tmp"
-  debootstrap --variant=minbase --include="$LAB_NODE_PACKAGES" "$LAB_SUITE" "$tmp" "$mirror" \
-    >"$LAB_CACHE/build-node.log" 2>&1 || {
-    tail -n 20 "$LAB_CACHE/build-node.log" >&2
-    lab_die "debootstrap of the node rootfs failed (log: $LAB_CACHE/build-node.log)"
-  }
-  customize_common "$tmp"
+  debootstrap_base "$tmp" "$LAB_NODE_PACKAGES" "the node rootfs" "$LAB_CACHE/build-node.log"
   # nspawn hands the container a veth named host0; rename it to enp0s1 as on the seed's VMs.
   cat >"$tmp/etc/systemd/system/kcp-lab-nic.service" <<'EOF'
 [Unit]
@@ -128,17 +134,10 @@ build_gateway_image() {
     lab_log "gateway image cached: $out"
     return 0
   fi
-  local t0=$SECONDS tmp=$LAB_CACHE/gateway-rootfs.tmp mirror
-  mirror=$(lab_debian_mirror)
-  lab_log "building the gateway image with debootstrap ($LAB_SUITE from $mirror); log: $LAB_CACHE/build-gateway.log"
+  local t0=$SECONDS tmp=$LAB_CACHE/gateway-rootfs.tmp
   rm -rf "$tmp" "$out.tmp"
   mkdir -p "$out.tmp"
-  debootstrap --variant=minbase --include="$LAB_GATEWAY_PACKAGES" "$LAB_SUITE" "$tmp" "$mirror" \
-    >"$LAB_CACHE/build-gateway.log" 2>&1 || {
-    tail -n 20 "$LAB_CACHE/build-gateway.log" >&2
-    lab_die "debootstrap of the gateway image failed (log: $LAB_CACHE/build-gateway.log)"
-  }
-  customize_common "$tmp"
+  debootstrap_base "$tmp" "$LAB_GATEWAY_PACKAGES" "the gateway image" "$LAB_CACHE/build-gateway.log"
   printf 'gateway\n' >"$tmp/etc/hostname"
   printf '/dev/vda\t/\text4\tdefaults,discard\t0\t1\n' >"$tmp/etc/fstab"
   install -m 0600 "$LAB_HOSTKEYS/gateway/ssh_host_ed25519_key" "$tmp/etc/ssh/"

@@ -109,6 +109,19 @@ check_version() {
   [[ "$out" == *"$want"* ]] || die "$bin $* printed '$out', want '$want'"
 }
 
+# tidy_module DIR WHAT: makes DIR/go.mod from DIR/go.mod.want and tidies it, only when go.mod.want changed since
+# the last tidy (or go.sum is missing): a tidy of Kubernetes' module graph takes minutes.
+tidy_module() {
+  local dir=$1 what=$2
+  if ! cmp -s "$dir/go.mod.want" "$dir/go.mod.src" 2>/dev/null || [[ ! -f "$dir/go.sum" ]]; then
+    cp "$dir/go.mod.want" "$dir/go.mod"
+    cp "$dir/go.mod.want" "$dir/go.mod.src"
+    rm -f "$dir/go.sum"
+    log "go mod tidy ($what)"
+    (cd "$dir" && go mod tidy) || die "go mod tidy failed in $dir"
+  fi
+}
+
 # ---------------------------------------------------------------- kubernetes
 kube_cached() {
   local b
@@ -153,13 +166,7 @@ build_kube() {
     for m in "${KUBE_BINS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$m\""; done
     echo ")"
   } >"$dir/tools.go"
-  if ! cmp -s "$dir/go.mod.want" "$dir/go.mod.src" 2>/dev/null || [[ ! -f "$dir/go.sum" ]]; then
-    cp "$dir/go.mod.want" "$dir/go.mod"
-    cp "$dir/go.mod.want" "$dir/go.mod.src"
-    rm -f "$dir/go.sum"
-    log "go mod tidy (${#staging[@]} staging modules pinned to $staging_ver)"
-    (cd "$dir" && go mod tidy) || die "go mod tidy failed in $dir"
-  fi
+  tidy_module "$dir" "${#staging[@]} staging modules pinned to $staging_ver"
   ldflags=(-s -w)
   for k in buildDate gitCommit gitTreeState gitVersion gitMajor gitMinor; do
     case "$k" in
@@ -241,13 +248,7 @@ import (
 	_ "go.etcd.io/etcd/server/v3"
 )
 GO
-  if ! cmp -s "$dir/go.mod.want" "$dir/go.mod.src" 2>/dev/null || [[ ! -f "$dir/go.sum" ]]; then
-    cp "$dir/go.mod.want" "$dir/go.mod"
-    cp "$dir/go.mod.want" "$dir/go.mod.src"
-    rm -f "$dir/go.sum"
-    log "go mod tidy (etcd modules pinned to v${ETCD_VERSION}, client/v2 $client_v2)"
-    (cd "$dir" && go mod tidy) || die "go mod tidy failed in $dir"
-  fi
+  tidy_module "$dir" "etcd modules pinned to v${ETCD_VERSION}, client/v2 $client_v2"
   local ldflags=(-s -w)
   [[ -n "$sha" ]] && ldflags+=("-X=go.etcd.io/etcd/api/v3/version.GitSHA=${sha:0:9}")
   log "go build (GOTOOLCHAIN=$GOTOOLCHAIN, $(go env GOVERSION)) etcd etcdctl etcdutl"

@@ -46,3 +46,11 @@ check_eq() {
 }
 
 test_done() { exit "$TEST_FAILED"; }
+
+# require_lab_up: ends the test with one FAIL when the lab is not up (needs lab/lib.sh sourced first).
+require_lab_up() {
+  if ! lab_ns_exists; then
+    fail "the lab is up (no network namespace $LAB_NS: run npm run lab:up first)"
+    test_done
+  fi
+}

@@ -10,10 +10,7 @@ source "$repo/lab/lib.sh"
 # shellcheck source=test/lab/helpers.sh
 source "$here/helpers.sh"
 
-if ! lab_ns_exists; then
-  fail "the lab is up (no network namespace $LAB_NS: run npm run lab:up first)"
-  test_done
-fi
+require_lab_up
 
 n=control2
 pidfile=$LAB_RUN/nodes/$n/nspawn.pid
