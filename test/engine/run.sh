@@ -29,9 +29,10 @@ export GOCACHE="${GOCACHE:-$CACHE/go-build}" GOTOOLCHAIN=local
 TMP="$(mktemp -d /tmp/kcp-engine-test.XXXXXX)"
 TSOUT="$ROOT/.pulumi-test/engine-tsc-$$"
 PKI_DIR="$ROOT/test/engine/pki-stack"
+COMMAND_DIR="$ROOT/test/engine/command-stack"
 cleanup() {
     rm -rf "$TMP" "$TSOUT"
-    rm -f "$PKI_DIR"/Pulumi.engine-test-*.yaml
+    rm -f "$PKI_DIR"/Pulumi.engine-test-*.yaml "$COMMAND_DIR"/Pulumi.engine-test-*.yaml
 }
 trap cleanup EXIT
 export PULUMI_BACKEND_URL="file://$TMP/state"
@@ -271,7 +272,63 @@ if [[ "$ENGINE_OK" == 1 ]]; then
     test_pki_stack
 fi
 
-# --- 3. the pull-request workflow -------------------------------------------------------------------------
+# --- 3. the command provider's lifecycle --------------------------------------------------------------------
+# test/engine/command-stack: one local Command whose scripts log "<script> <tag>". Each `up` changes the config
+# and the log must show exactly the script @pulumi/command runs: update on an input change, create-then-delete
+# (the delete with the inputs from state) on a trigger change, delete on destroy.
+test_command_stack() {
+    local stack="engine-test-$$" out="$TMP/command"
+    local p=(--cwd "$COMMAND_DIR" --stack "$stack" --non-interactive)
+    mkdir -p "$out"
+    pulumi_ stack init "$stack" --cwd "$COMMAND_DIR" --secrets-provider passphrase >/dev/null 2>&1 \
+        || { fail "command stack: stack init"; return; }
+    # up NAME TAG TRIGGER CONTENT: sets the config and runs pulumi up.
+    up() {
+        pulumi_ config set-all "${p[@]}" --plaintext "dir=$out" --plaintext "tag=$2" --plaintext "trigger=$3" \
+            --secret "content=$4" >/dev/null || { fail "command stack: config set ($1)"; return 1; }
+        if pulumi_ up "${p[@]}" --yes --skip-preview >"$TMP/command-$1.log" 2>&1; then
+            return 0
+        fi
+        fail "command stack: pulumi up ($1)" "$(tail -n 25 "$TMP/command-$1.log" | tr '\n' ' ' | cut -c1-2000)"
+        return 1
+    }
+    log_is() { [[ "$(paste -sd, "$out/log" 2>/dev/null)" == "$1" ]]; }
+
+    up create a 1 secret-one || return
+    check "command stack: up runs create once, with stdin (log: $(paste -sd, "$out/log"))" \
+        bash -c "[[ \$(paste -sd, '$out/log') == 'create a' && \$(cat '$out/file') == secret-one ]]"
+    check "command stack: the create script's stdout is an output" \
+        test "$(pulumi_ stack output "${p[@]}" stdout 2>&1)" = "create done"
+    if pulumi_ up "${p[@]}" --yes --skip-preview --expect-no-changes >"$TMP/command-again.log" 2>&1; then
+        pass "command stack: a second up reports no changes (--expect-no-changes)"
+    else
+        fail "command stack: a second up reports no changes" "$(tail -n 25 "$TMP/command-again.log" | tr '\n' ' ' | cut -c1-2000)"
+    fi
+    pulumi_ stack export "${p[@]}" >"$out/state.json"
+    check "command stack: the secret stdin is not in the state in plain" bash -c "! grep -q secret-one '$out/state.json'"
+
+    up update b 1 secret-two || return
+    check "command stack: changed inputs run update, not create (log: $(paste -sd, "$out/log"))" \
+        bash -c "[[ \$(paste -sd, '$out/log') == 'create a,update b' && \$(cat '$out/file') == secret-two ]]"
+
+    up replace c 2 secret-three || return
+    check "command stack: a changed trigger replaces: create the new, then delete the old with its own inputs (log: $(paste -sd, "$out/log"))" \
+        log_is 'create a,update b,create c,delete b'
+
+    if pulumi_ destroy "${p[@]}" --yes --skip-preview >"$TMP/command-destroy.log" 2>&1; then
+        check "command stack: destroy runs delete with the state's inputs (log: $(paste -sd, "$out/log"))" \
+            log_is 'create a,update b,create c,delete b,delete c'
+    else
+        fail "command stack: pulumi destroy" "$(tail -n 25 "$TMP/command-destroy.log" | tr '\n' ' ' | cut -c1-2000)"
+    fi
+    pulumi_ stack rm "$stack" --cwd "$COMMAND_DIR" --yes >/dev/null 2>&1
+}
+
+if [[ "$ENGINE_OK" == 1 ]]; then
+    test_command_stack
+fi
+
+# --- 4. the pull-request workflow -------------------------------------------------------------------------
 ACTIONLINT_BIN="$CACHE/tools/actionlint-$ACTIONLINT_VERSION/actionlint"
 if [[ ! -x "$ACTIONLINT_BIN" ]]; then
     mkdir -p "$(dirname "$ACTIONLINT_BIN")"

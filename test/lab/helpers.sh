@@ -2,11 +2,17 @@
 # Helpers of the lab tests: each check prints "PASS: name" or "FAIL: name" (what
 # test/lab/run.sh counts) and the test file exits non-zero if any check failed.
 TEST_FAILED=0
+TEST_PASSES=0
+TEST_FAILS=0
 
-pass() { printf 'PASS: %s\n' "$*"; }
+pass() {
+  printf 'PASS: %s\n' "$*"
+  TEST_PASSES=$((TEST_PASSES + 1))
+}
 fail() {
   printf 'FAIL: %s\n' "$*"
   TEST_FAILED=1
+  TEST_FAILS=$((TEST_FAILS + 1))
 }
 
 # check NAME CMD...: PASS when CMD succeeds; on failure shows its output.
@@ -45,7 +51,11 @@ check_eq() {
   fi
 }
 
-test_done() { exit "$TEST_FAILED"; }
+# test_done: the file's closing line, "N passed, N failed" (what .ci/run counts), and its exit status.
+test_done() {
+  echo "$TEST_PASSES passed, $TEST_FAILS failed"
+  exit "$TEST_FAILED"
+}
 
 # require_lab_up: ends the test with one FAIL when the lab is not up (needs lab/lib.sh sourced first).
 require_lab_up() {

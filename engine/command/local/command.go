@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-go-provider/infer"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"kcp.local/engine/command/internal/run"
 )
@@ -65,35 +64,18 @@ func (in CommandInputs) exec(ctx context.Context, script string, prev *run.Outpu
 // Create runs the create command (not in preview).
 func (*Command) Create(ctx context.Context, req infer.CreateRequest[CommandInputs],
 ) (infer.CreateResponse[CommandOutputs], error) {
-	state := CommandOutputs{CommandInputs: req.Inputs}
-	id, err := resource.NewUniqueHex(req.Name, 8, 0)
-	if err != nil || req.DryRun || req.Inputs.Create == nil {
-		return infer.CreateResponse[CommandOutputs]{ID: id, Output: state}, err
-	}
-	state.Outputs, err = req.Inputs.exec(ctx, *req.Inputs.Create, nil)
-	return infer.CreateResponse[CommandOutputs]{ID: id, Output: state}, err
+	id, out, err := run.Create(ctx, req.Name, req.DryRun, req.Inputs.Inputs, req.Inputs.exec)
+	return infer.CreateResponse[CommandOutputs]{ID: id, Output: CommandOutputs{req.Inputs, out}}, err
 }
 
 // Update runs the update command, or create when there is none.
 func (*Command) Update(ctx context.Context, req infer.UpdateRequest[CommandInputs, CommandOutputs],
 ) (infer.UpdateResponse[CommandOutputs], error) {
-	state := CommandOutputs{CommandInputs: req.Inputs, Outputs: req.State.Outputs}
-	script := req.Inputs.UpdateCommand()
-	if req.DryRun || script == nil {
-		return infer.UpdateResponse[CommandOutputs]{Output: state}, nil
-	}
-	prev := req.State.Outputs
-	var err error
-	state.Outputs, err = req.Inputs.exec(ctx, *script, &prev)
-	return infer.UpdateResponse[CommandOutputs]{Output: state}, err
+	out, err := run.Update(ctx, req.DryRun, req.Inputs.Inputs, req.State.Outputs, req.Inputs.exec)
+	return infer.UpdateResponse[CommandOutputs]{Output: CommandOutputs{req.Inputs, out}}, err
 }
 
-// Delete runs the delete command, if any.
+// Delete runs the delete command, if any, with the inputs from state.
 func (*Command) Delete(ctx context.Context, req infer.DeleteRequest[CommandOutputs]) (infer.DeleteResponse, error) {
-	if req.State.Delete == nil {
-		return infer.DeleteResponse{}, nil
-	}
-	prev := req.State.Outputs
-	_, err := req.State.CommandInputs.exec(ctx, *req.State.Delete, &prev)
-	return infer.DeleteResponse{}, err
+	return infer.DeleteResponse{}, run.Delete(ctx, req.State.Inputs, req.State.Outputs, req.State.CommandInputs.exec)
 }
