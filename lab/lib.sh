@@ -74,13 +74,16 @@ lab_wait() {
   lab_log "$what: ok after $((SECONDS - t0))s"
 }
 
-# lab_pid_alive PIDFILE [NAME]: the pid in PIDFILE runs (and its comm is NAME, if given).
+# lab_pid_alive PIDFILE [NAME]: the pid in PIDFILE runs (and its comm is NAME, if given). A zombie is dead:
+# the lab's processes are orphans, and this machine's PID 1 reaps them only a second or so after they die.
 lab_pid_alive() {
-  local pid comm
+  local pid comm stat
   [[ -s $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ -d /proc/$pid ]] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) } # the fields after "(comm) ", the first of which is the state
+  [[ ${stat%% *} != [ZX] ]] || return 1
   if [[ -n ${2:-} ]]; then
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     [[ $comm == "$2"* ]] || return 1

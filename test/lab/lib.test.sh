@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Checks lab/lib.sh's process helpers on processes of their own (no lab needed).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=lab/lib.sh
+source "$repo/lab/lib.sh"
+# shellcheck source=test/lab/helpers.sh
+source "$here/helpers.sh"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+sleep 30 &
+echo "$!" >"$tmp/live.pid"
+check "lab_pid_alive: a running process is alive" lab_pid_alive "$tmp/live.pid"
+check "lab_pid_alive: ... and has the comm it is asked for" lab_pid_alive "$tmp/live.pid" sleep
+check_not "lab_pid_alive: ... but not another comm" lab_pid_alive "$tmp/live.pid" systemd-nspawn
+kill "$(<"$tmp/live.pid")"
+wait "$(<"$tmp/live.pid")" || true
+check_not "lab_pid_alive: a process that ended is not alive" lab_pid_alive "$tmp/live.pid"
+
+# A zombie: the child of a parent that never reaps it (the parent execs into a sleep). The lab's orphans are
+# zombies like this for a moment after they die, until this machine's PID 1 reaps them.
+# shellcheck disable=SC2016 # expanded by the inner bash
+bash -c 'sleep 0.1 & echo "$!" >"$1"; exec sleep 5' zombie-parent "$tmp/zombie.pid" &
+parent=$!
+zombie=""
+for _ in $(seq 50); do
+  [[ -s $tmp/zombie.pid ]] && zombie=$(<"$tmp/zombie.pid") &&
+    [[ $(ps -o stat= -p "$zombie" 2>/dev/null) == Z* ]] && break
+  sleep 0.1
+done
+check "the zombie exists (the case being tested)" bash -c "ps -o stat= -p '$zombie' | grep -q '^Z'"
+check_not "lab_pid_alive: a zombie is not alive" lab_pid_alive "$tmp/zombie.pid" sleep
+kill "$parent" 2>/dev/null || true
+wait "$parent" 2>/dev/null || true
+check_not "lab_pid_alive: no pid file, not alive" lab_pid_alive "$tmp/missing.pid"
+
+test_done
