@@ -74,6 +74,15 @@ lab_wait() {
   lab_log "$what: ok after $((SECONDS - t0))s"
 }
 
+# lab_kubectl: the path of the kubectl the mirror built (from its mirror.json), or a clear stop.
+lab_kubectl() {
+  local rel
+  rel=$(jq -er '.artifacts.kubectl.path' "$LAB_MIRROR_DIR/mirror.json" 2>/dev/null) ||
+    lab_die "no kubectl in $LAB_MIRROR_DIR/mirror.json (npm run lab:up builds the mirror)"
+  [[ -f $LAB_MIRROR_DIR/$rel ]] || lab_die "no kubectl at $LAB_MIRROR_DIR/$rel (npm run lab:up builds it)"
+  printf '%s\n' "$LAB_MIRROR_DIR/$rel"
+}
+
 # lab_pid_alive PIDFILE [NAME]: the pid in PIDFILE runs (and its comm is NAME, if given). A zombie is dead:
 # the lab's processes are orphans, and this machine's PID 1 reaps them only a second or so after they die.
 lab_pid_alive() {

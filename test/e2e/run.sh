@@ -101,8 +101,7 @@ services_active() {
   on "$1" systemctl is-active --quiet etcd kube-apiserver kube-controller-manager kube-scheduler kubernetes-vip
 }
 
-kubectl_src=$LAB_MIRROR_DIR/kubernetes-release/release/v1.28.3/bin/linux/amd64/kubectl
-[[ -f $kubectl_src ]] || lab_die "no kubectl in the mirror at $kubectl_src (npm run lab:up builds it)"
+kubectl_src=$(lab_kubectl)
 install -m 0755 "$kubectl_src" "$work/bin/kubectl"
 
 log "snapshot of every host before up"
