@@ -292,11 +292,13 @@ test_command_stack() {
         fail "command stack: pulumi up ($1)" "$(tail -n 25 "$TMP/command-$1.log" | tr '\n' ' ' | cut -c1-2000)"
         return 1
     }
-    log_is() { [[ "$(paste -sd, "$out/log" 2>/dev/null)" == "$1" ]]; }
+    # The log as one line, "create a,update b,...".
+    log_of() { paste -sd, "$out/log" 2>/dev/null; }
+    log_is() { [[ "$(log_of)" == "$1" ]]; }
 
     up create a 1 secret-one || return
-    check "command stack: up runs create once, with stdin (log: $(paste -sd, "$out/log"))" \
-        bash -c "[[ \$(paste -sd, '$out/log') == 'create a' && \$(cat '$out/file') == secret-one ]]"
+    check "command stack: up runs create once, with stdin (log: $(log_of))" \
+        bash -c "[[ '$(log_of)' == 'create a' && \$(cat '$out/file') == secret-one ]]"
     check "command stack: the create script's stdout is an output" \
         test "$(pulumi_ stack output "${p[@]}" stdout 2>&1)" = "create done"
     if pulumi_ up "${p[@]}" --yes --skip-preview --expect-no-changes >"$TMP/command-again.log" 2>&1; then
@@ -308,15 +310,15 @@ test_command_stack() {
     check "command stack: the secret stdin is not in the state in plain" bash -c "! grep -q secret-one '$out/state.json'"
 
     up update b 1 secret-two || return
-    check "command stack: changed inputs run update, not create (log: $(paste -sd, "$out/log"))" \
-        bash -c "[[ \$(paste -sd, '$out/log') == 'create a,update b' && \$(cat '$out/file') == secret-two ]]"
+    check "command stack: changed inputs run update, not create (log: $(log_of))" \
+        bash -c "[[ '$(log_of)' == 'create a,update b' && \$(cat '$out/file') == secret-two ]]"
 
     up replace c 2 secret-three || return
-    check "command stack: a changed trigger replaces: create the new, then delete the old with its own inputs (log: $(paste -sd, "$out/log"))" \
+    check "command stack: a changed trigger replaces: create the new, then delete the old with its own inputs (log: $(log_of))" \
         log_is 'create a,update b,create c,delete b'
 
     if pulumi_ destroy "${p[@]}" --yes --skip-preview >"$TMP/command-destroy.log" 2>&1; then
-        check "command stack: destroy runs delete with the state's inputs (log: $(paste -sd, "$out/log"))" \
+        check "command stack: destroy runs delete with the state's inputs (log: $(log_of))" \
             log_is 'create a,update b,create c,delete b,delete c'
     else
         fail "command stack: pulumi destroy" "$(tail -n 25 "$TMP/command-destroy.log" | tr '\n' ' ' | cut -c1-2000)"

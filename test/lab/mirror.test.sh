@@ -43,10 +43,7 @@ stop_pid() {
 cleanup() {
   stop_pid "$APISERVER_PID"
   stop_pid "$ETCD_PID"
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_pid "$SERVER_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
