@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
-# `npm run engine`: builds a pinned Pulumi toolchain from Go modules and installs it the way the official
+# `npm run engine`: builds the Pulumi toolchain the program runs on and installs it the way the official
 # installer lays it out:
-#   $PULUMI_HOME/bin/pulumi                  the CLI (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-#   $PULUMI_HOME/bin/pulumi-language-nodejs  the Node.js language host (engine/langhost, ours)
-#   resource plugins command, tls, random    via `pulumi plugin install resource NAME VERSION --file BINARY`
-# Versions come from package-lock.json / node_modules/@pulumi/*/package.json (plugins) and
-# engine/versions.env (the engine, see there why). Nothing is downloaded but Go modules from the module proxy.
-# Idempotent: when `pulumi version`, the language host's -version, `pulumi plugin ls` and a hash of engine/
-# already match, it only prints the versions. Caches live outside the repo:
+#   $PULUMI_HOME/bin/pulumi                  the CLI: github.com/pulumi/pulumi/pkg/v3/cmd/pulumi at the
+#                                            @pulumi/pulumi version of package-lock.json, from Go modules
+#   $PULUMI_HOME/bin/pulumi-language-nodejs  the Node.js language host, upstream source
+#   resource plugins command, tls, random    upstream source, via `pulumi plugin install resource NAME VERSION --file`
+# The upstream sources are read from ../shared/upstream (KCP_UPSTREAM), unmodified; each is copied into the work
+# dir, given the go.mod edits its README names (and nothing else), and built with upstream's own flags. Which
+# folder holds what is in engine/versions.env; plugin versions are what the npm SDKs ask for, and the build
+# stops if that is not the version of the source. Nothing is downloaded but Go modules from the module proxy.
+# Idempotent: when the versions, `pulumi plugin ls` and a hash of the inputs match, it only prints the versions.
+# Caches live outside the repo:
 #   GOCACHE       /var/cache/kcp/go-build (override with GOCACHE or KCP_CACHE)
-#   work dir      /var/cache/kcp/engine  (generated CLI module, built binaries)
+#   work dir      /var/cache/kcp/engine  (generated CLI module, copies of the upstream sources, binaries)
 #   GOMODCACHE    go's default ($HOME/go/pkg/mod)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENGINE="$ROOT/engine"
+UPSTREAM="${KCP_UPSTREAM:-$ROOT/../shared/upstream}"
 # engine/versions.env is KEY=value lines; read, not sourced.
-PULUMI_ENGINE_VERSION="${PULUMI_ENGINE_VERSION-$(sed -n 's/^PULUMI_ENGINE_VERSION=//p' "$ENGINE/versions.env")}"
+setting() { sed -n "s/^$1=//p" "$ENGINE/versions.env"; }
+PULUMI_ENGINE_VERSION="${PULUMI_ENGINE_VERSION-$(setting PULUMI_ENGINE_VERSION)}"
+LANGHOST_SRC="$(setting LANGHOST_SRC)"
+LANGHOST_VERSION="$(setting LANGHOST_VERSION)"
+declare -A PLUGIN_SRC=([command]="$(setting COMMAND_SRC)" [tls]="$(setting TLS_SRC)" [random]="$(setting RANDOM_SRC)")
+# The variable each plugin's ldflags set to its version, as upstream's Makefiles do (the command provider's
+# takes a leading v, the bridged providers' the plain version).
+declare -A PLUGIN_VERSION_VAR=(
+    [command]=github.com/pulumi/pulumi-command/provider/pkg/version.Version=v
+    [tls]=github.com/pulumi/pulumi-tls/provider/v5/pkg/version.Version=
+    [random]=github.com/pulumi/pulumi-random/provider/v4/pkg/version.Version=
+)
 
 CACHE="${KCP_CACHE:-/var/cache/kcp}"
 WORK="$CACHE/engine"
@@ -59,13 +74,24 @@ for name in "${PLUGIN_NAMES[@]}"; do
     PLUGIN_VERSION[$name]="$(plugin_version "$name")"
 done
 
-# Anything that changes what gets built changes this hash: our sources, go.mod/go.sum, this script.
+[[ -d $UPSTREAM ]] || die "no upstream sources at $UPSTREAM (set KCP_UPSTREAM to the shared/upstream folder)"
+for src in "$LANGHOST_SRC" "${PLUGIN_SRC[@]}"; do
+    [[ -n $src && -d $UPSTREAM/$src ]] || die "engine/versions.env names '$src', which $UPSTREAM does not hold"
+done
+# A plugin is stamped with the version of its source, never with another: the npm SDK must ask for exactly it.
+for name in "${PLUGIN_NAMES[@]}"; do
+    src_version="$(setting "${name^^}_VERSION")"
+    [[ $src_version == "${PLUGIN_VERSION[$name]}" ]] || die "@pulumi/$name asks for plugin ${PLUGIN_VERSION[$name]}," \
+        "but ${PLUGIN_SRC[$name]} is $src_version: pin @pulumi/$name to $src_version in package.json"
+done
+
+# Anything that changes what gets built changes this hash: the upstream sources, this script, versions.env.
 source_hash() {
     {
         printf '%s\n' "$CLI_VERSION" "$(go version)"
         for name in "${PLUGIN_NAMES[@]}"; do printf '%s=%s\n' "$name" "${PLUGIN_VERSION[$name]}"; done
-        (cd "$ENGINE" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' -o -name '*.env' \) \
-            -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+        (cd "$ENGINE" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+        (cd "$UPSTREAM" && find "$LANGHOST_SRC" "${PLUGIN_SRC[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     } | sha256sum | cut -d' ' -f1
 }
 STAMP="$BIN/.kcp-engine-source"
@@ -92,7 +118,7 @@ already_installed() {
     [[ -x "$PULUMI" && -x "$BIN/pulumi-language-nodejs" && -f "$STAMP" ]] || return 1
     [[ "$(cat "$STAMP")" == "$HASH" ]] || return 1
     [[ "$("$PULUMI" version 2>/dev/null)" == "v$CLI_VERSION" ]] || return 1
-    [[ "$("$BIN/pulumi-language-nodejs" -version 2>/dev/null)" == "$CLI_VERSION" ]] || return 1
+    [[ "$("$BIN/pulumi-language-nodejs" -version 2>/dev/null)" == "v$LANGHOST_VERSION" ]] || return 1
     plugins_installed
 }
 
@@ -105,6 +131,15 @@ fi
 mkdir -p "$OUT" "$GOCACHE" "$BIN"
 started=$SECONDS
 step() { log "$1 ($((SECONDS - started))s so far)"; }
+
+# copy_upstream SRC DEST: a fresh writable copy of an upstream folder (shared/ is read-only, and the builds
+# write go.sum edits and generated files).
+copy_upstream() {
+    rm -rf "$2"
+    mkdir -p "$(dirname "$2")"
+    cp -R "$UPSTREAM/$1" "$2"
+    chmod -R u+w "$2"
+}
 
 # 1. The CLI, from a throwaway module that requires the published pkg and sdk modules. Upstream's go.mod files
 # replace pkg/sdk with sibling folders (which `go install module@version` refuses); a dependency's replaces are
@@ -147,20 +182,39 @@ done
     && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$CLI_VERSION" \
         -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 
-# 2. Our Node.js language host and resource plugins (engine/*/go.mod + go.sum pin every dependency).
-step "building pulumi-language-nodejs"
-(cd "$ENGINE/langhost" && go build -mod=readonly -trimpath -ldflags "-s -w -X main.Version=$CLI_VERSION" \
-    -o "$OUT/pulumi-language-nodejs" .)
-step "building pulumi-resource-command v${PLUGIN_VERSION[command]}"
-(cd "$ENGINE/command" && go build -mod=readonly -trimpath -ldflags "-s -w -X main.Version=${PLUGIN_VERSION[command]}" \
-    -o "$OUT/pulumi-resource-command" ./cmd/pulumi-resource-command)
-for name in tls random; do
-    step "building pulumi-resource-$name v${PLUGIN_VERSION[$name]}"
-    (cd "$ENGINE/providers" && go build -mod=readonly -trimpath -ldflags "-s -w -X main.Version=${PLUGIN_VERSION[$name]}" \
-        -o "$OUT/pulumi-resource-$name" "./cmd/pulumi-resource-$name")
+# 2. The Node.js language host. Its go.mod replaces pkg/sdk with the monorepo's own folders, which are not
+# here: those two replaces give way to the published modules at the language host's own tag.
+step "building pulumi-language-nodejs v$LANGHOST_VERSION from $LANGHOST_SRC"
+src="$WORK/src/langhost"
+copy_upstream "$LANGHOST_SRC" "$src"
+(cd "$src" \
+    && go mod edit -dropreplace github.com/pulumi/pulumi/pkg/v3 -dropreplace github.com/pulumi/pulumi/sdk/v3 \
+        -require "github.com/pulumi/pulumi/pkg/v3@v$LANGHOST_VERSION" -require "github.com/pulumi/pulumi/sdk/v3@v$LANGHOST_VERSION" \
+    && go mod tidy \
+    && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags osusergo,grpcnotrace \
+        -ldflags "-w -s -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$LANGHOST_VERSION" \
+        -o "$OUT/pulumi-language-nodejs" .)
+
+# 3. The resource plugins, each from its upstream provider/ folder. tls and random embed a schema that
+# `go generate` stamps with the version; tls needs one replace (engine/versions.env, TLS_GOMOD_REPLACE).
+for name in "${PLUGIN_NAMES[@]}"; do
+    version="${PLUGIN_VERSION[$name]}"
+    step "building pulumi-resource-$name v$version from ${PLUGIN_SRC[$name]}"
+    src="$WORK/src/$name"
+    copy_upstream "${PLUGIN_SRC[$name]}" "$src"
+    replace="$(setting "${name^^}_GOMOD_REPLACE")"
+    (
+        cd "$src/provider"
+        if [[ -n $replace ]]; then go mod edit -replace "$replace"; fi
+        if [[ -f cmd/pulumi-resource-$name/generate.go ]]; then
+            VERSION="$version" go generate "./cmd/pulumi-resource-$name"
+        fi
+        CGO_ENABLED=0 go build -ldflags "-s -w -X ${PLUGIN_VERSION_VAR[$name]}$version" \
+            -o "$OUT/pulumi-resource-$name" "./cmd/pulumi-resource-$name"
+    )
 done
 
-# 3. Install.
+# 4. Install.
 step "installing into $PULUMI_HOME"
 install -m 0755 "$OUT/pulumi" "$OUT/pulumi-language-nodejs" "$BIN/"
 for name in "${PLUGIN_NAMES[@]}"; do
