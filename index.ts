@@ -6,7 +6,9 @@ import { EtcdClusterHealth, EtcdMember } from "./components/etcd";
 import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
 import { hostFor } from "./components/remote/host";
+import { oneAtATime } from "./components/remote/rolling";
 import { Scheduler } from "./components/scheduler";
+import { Preflight } from "./components/preflight";
 import { loadStack } from "./components/stack";
 
 // Config is validated before any resource exists.
@@ -17,32 +19,39 @@ const gateway = hostFor(config.gateway, ssh);
 // Chapter 4's certificates, keys, kubeconfigs and encryption config.
 const pki = clusterPki(config);
 
+// Preflight: read-only checks on every control node (the version skew policy) before any host changes.
+const preflight = new Preflight("preflight", { config, nodes: controlNodes });
+
+// Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
+// certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
+
 // Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
-// one gate waits until all of them are healthy.
-const etcdMembers = controlNodes.map(host => new EtcdMember(`etcd-${host.name}`, { config, host, pki }));
+// one gate waits until all of them are healthy. A change restarts one member at a time, each once the
+// cluster is healthy with the one before it back: quorum is never lost.
+const etcdMembers = oneAtATime(controlNodes, (host, previous: EtcdMember | undefined) =>
+    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service }, { dependsOn: [preflight] }));
 const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
     { dependsOn: etcdMembers });
 
-// Installing kube-apiserver: one node after another, so a changed flag never takes every API server down
-// at once and the VIP keeps answering.
-const apiServers: ApiServer[] = [];
-for (const host of controlNodes) {
-    const previous = apiServers[apiServers.length - 1];
-    apiServers.push(new ApiServer(`kube-apiserver-${host.name}`, { config, host, pki },
-        { dependsOn: previous ? [etcd, previous] : [etcd] }));
-}
+// Installing kube-apiserver, after etcd (the version skew policy's order). A change restarts one API
+// server at a time, each once the load balancer holds the one before it again, so the VIP keeps answering.
+const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
+    new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
+        { dependsOn: [etcd] }));
 
 // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway.
 const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
     config, nodes: controlNodes, gateway, pki,
     apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
-}, { dependsOn: apiServers });
+}, { dependsOn: [preflight, ...apiServers] });
 
-// The remaining control plane components, through the API behind the VIP.
-const controllerManagers = controlNodes.map((host, i) => new ControllerManager(`kube-controller-manager-${host.name}`,
-    { config, host, pki }, { dependsOn: [loadBalancer, apiServers[i]] }));
-const schedulers = controlNodes.map((host, i) => new Scheduler(`kube-scheduler-${host.name}`,
-    { config, host, pki }, { dependsOn: [loadBalancer, apiServers[i]] }));
+// The remaining control plane components, through the API behind the VIP, after every API server.
+const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
+    new ControllerManager(`kube-controller-manager-${host.name}`,
+        { config, host, pki, rollAfter: previous?.daemon.service }, { dependsOn: [loadBalancer, apiServers[i]] }));
+const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
+    new Scheduler(`kube-scheduler-${host.name}`,
+        { config, host, pki, rollAfter: previous?.daemon.service }, { dependsOn: [loadBalancer, apiServers[i]] }));
 
 export const apiUrl = apiServerUrl(config);
 export const vipUrl = loadBalancer.url;

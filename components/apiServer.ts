@@ -1,20 +1,38 @@
 // kube-apiserver on one control node (seed: "Installing kube-apiserver"): binary, /var/lib/kubernetes
-// files, the unit with every flag from config, and a gate on https://127.0.0.1:6443/healthz.
+// files, the unit with every flag from config, and a gate on https://127.0.0.1:6443/readyz; a restart for a
+// change waits until the load balancer holds it again before the next node's may start.
 import * as pulumi from "@pulumi/pulumi";
 import { kubernetesBinary } from "./artifacts";
-import { ClusterConfig, Machine } from "./config";
+import { ClusterConfig, Machine, versionParts } from "./config";
 import { clientUrl } from "./etcd";
 import { PkiFiles } from "./pki";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
 import { Host } from "./remote/host";
+import { childOptions } from "./remote/options";
+import { changeGate } from "./remote/rolling";
 
 /** Where the control plane's certificates, keys and configs live on a control node. */
 export const KUBERNETES_DIR = "/var/lib/kubernetes";
 const k8s = (file: string) => `${KUBERNETES_DIR}/${file}`;
 export const AUDIT_LOG = "/var/log/audit.log";
 
-/** The seed's kube-apiserver.service for one node. */
+/**
+ * How a stopping API server leaves the load balancer before it stops listening: /readyz fails at once, it
+ * keeps serving for the delay (ldirectord's checks take it to weight 0 meanwhile), then closes its watches
+ * within the same time rather than waiting 60 s for them to end by themselves.
+ */
+export function shutdownFlags(config: ClusterConfig): [string, string][] {
+    const seconds = config.apiServerShutdownDelaySeconds;
+    // The watch grace period is a flag since Kubernetes 1.27.
+    const watchGrace = versionParts(config.kubernetesVersion)[1] >= 27;
+    return seconds === 0 ? [] : [
+        ["shutdown-delay-duration", `${seconds}s`],
+        ...(watchGrace ? [["shutdown-watch-termination-grace-period", `${seconds}s`] as [string, string]] : []),
+    ];
+}
+
+/** The seed's kube-apiserver.service for one node, with `shutdownFlags` last. */
 export function renderApiServerUnit(config: ClusterConfig, node: Machine): string {
     return renderServiceUnit({
         description: "Kubernetes API Server",
@@ -53,6 +71,7 @@ export function renderApiServerUnit(config: ClusterConfig, node: Machine): strin
                 ["tls-private-key-file", k8s("kubernetes-key.pem")],
                 ...(config.apiPort === 6443 ? [] : [["secure-port", config.apiPort] as [string, number]]),
                 ["v", config.logLevel],
+                ...shutdownFlags(config),
             ], config.apiServerExtraArgs)),
         },
     });
@@ -63,19 +82,25 @@ export interface ApiServerArgs {
     config: ClusterConfig;
     /** The control node this API server runs on. */
     host: Host;
+    /** The load balancer's host: a restart for a change is done once it holds this node at weight 1 again. */
+    gateway: Host;
     /** CA, serving pair, service-account pair, encryption config. */
     pki: PkiFiles;
+    /** The previous node's `rolled` step: a change restarts one API server at a time. */
+    rollAfter?: pulumi.Resource;
 }
 
 export class ApiServer extends pulumi.ComponentResource {
     readonly daemon: Daemon;
+    /** Passes once a restart for a change is over: healthy, and back in the load balancer. */
+    readonly rolled: pulumi.Resource;
 
     constructor(name: string, args: ApiServerArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:ApiServer", name, {}, opts);
         const { config, host, pki } = args;
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
             ({ what, path: k8s(path), mode, content, ownedDirs: [KUBERNETES_DIR] });
-        const healthz = `https://127.0.0.1:${config.apiPort}/healthz`;
+        const readyz = `https://127.0.0.1:${config.apiPort}/readyz`;
         this.daemon = installDaemon(this, name, {
             host,
             binary: kubernetesBinary(config, "kube-apiserver"),
@@ -92,12 +117,24 @@ export class ApiServer extends pulumi.ComponentResource {
             service: { unitName: "kube-apiserver", afterRemove: [`rm -f ${AUDIT_LOG} /var/log/audit-*.log`] },
             unit: renderApiServerUnit(config, host),
             gate: {
-                what: `kube-apiserver on ${host.name} to answer ${healthz}`,
-                probe: `[ "$(curl -fsS --max-time 5 --cacert ${k8s("ca.pem")} ${healthz} 2>/dev/null)" = ok ]`,
+                what: `kube-apiserver on ${host.name} to answer ${readyz}`,
+                probe: `[ "$(curl -fsS --max-time 5 --cacert ${k8s("ca.pem")} ${readyz} 2>/dev/null)" = ok ]`,
                 diagnose: unitDiagnosis("kube-apiserver"),
             },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
+            rollAfter: args.rollAfter,
         }, opts.dependsOn);
+        // ldirectord takes a restarted API server back after its next passing check: the next node waits
+        // for that. No virtual service yet (the load balancer is not installed): nothing to wait for.
+        const virtual = `${config.vip}:${config.apiPort}`;
+        const real = `${host.address}:${config.apiPort}`;
+        this.rolled = changeGate(`${name}-in-load-balancer`, args.gateway, {
+            what: `the load balancer to hold ${host.name}'s API server (${real}) at weight 1 again`,
+            probe: `{ ! ipvsadm -Ln -t ${virtual} >/dev/null 2>&1 || ` +
+                `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $2 == "${real}" {print $4}')" = 1 ]; }`,
+            timeoutSeconds: config.healthTimeoutSeconds,
+            diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
+        }, this.daemon.fingerprint, childOptions(this, opts.dependsOn, this.daemon.service));
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }
 }

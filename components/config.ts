@@ -69,6 +69,8 @@ export interface ClusterConfig {
     sha256: Partial<Record<Artifact, string>>;
     /** Directory with chapter 4's files instead of the generated PKI; empty: generate it. */
     pkiDir: string;
+    /** More DNS names and IPv4 addresses for the API/etcd serving certificate; a change rolls out node by node. */
+    extraSans: string[];
     /** SSH login user with passwordless sudo on every host (seed: ubuntu). */
     sshUser: string;
     /** SSH port on every host (22). */
@@ -83,6 +85,17 @@ export interface ClusterConfig {
     sshDialAttempts: number;
     /** Seconds a health gate waits for a component before failing. */
     healthTimeoutSeconds: number;
+    /**
+     * The path ldirectord checks on each API server (seed: /healthz; default /readyz, which a stopping API
+     * server fails at once while it still serves, so it leaves the load balancer before it stops listening).
+     */
+    lbHealthCheckPath: string;
+    /**
+     * Seconds a stopping API server keeps serving after /readyz fails (--shutdown-delay-duration), long enough
+     * for ldirectord's checks to take it out, and then lets its watches drain
+     * (--shutdown-watch-termination-grace-period) instead of holding its stop for 60 s; 0: the seed's flags.
+     */
+    apiServerShutdownDelaySeconds: number;
     /** Extra or overriding flags per component. */
     etcdExtraArgs: ExtraArgs;
     apiServerExtraArgs: ExtraArgs;
@@ -114,6 +127,7 @@ export const DEFAULTS: ClusterConfig = {
     mirrorUrl: "",
     sha256: {},
     pkiDir: "",
+    extraSans: [],
     sshUser: "ubuntu",
     sshPort: 22,
     sshPrivateKeyPath: "~/.ssh/id_ed25519",
@@ -121,6 +135,8 @@ export const DEFAULTS: ClusterConfig = {
     sshDialTimeoutSeconds: 10,
     sshDialAttempts: 3,
     healthTimeoutSeconds: 180,
+    lbHealthCheckPath: "/readyz",
+    apiServerShutdownDelaySeconds: 5,
     etcdExtraArgs: {},
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
@@ -147,6 +163,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     mirrorUrl: "Base URL of a mirror laid out like the upstream release URLs; empty: the upstream URLs.",
     sha256: "Expected sha256 per artifact (etcd tarball, kube binaries), verified on the host before install.",
     pkiDir: "Directory with chapter 4's files instead of the generated PKI; empty: generate it.",
+    extraSans: "More DNS names and IPv4 addresses for the API/etcd serving certificate; a change rolls out node by node.",
     sshUser: "SSH login user with passwordless sudo on every host (seed: ubuntu).",
     sshPort: "SSH port on every host (22).",
     sshPrivateKeyPath: "Private key file for SSH; read at up, kept a secret.",
@@ -154,6 +171,8 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     sshDialTimeoutSeconds: "Seconds each SSH dial may take; with sshDialAttempts, bounds how long an unreachable host stalls.",
     sshDialAttempts: "Dial attempts before a step fails on an unreachable host.",
     healthTimeoutSeconds: "Seconds a health gate waits for a component before failing.",
+    lbHealthCheckPath: "Path ldirectord checks on each API server (seed: /healthz); /readyz takes a stopping API server out before it stops listening.",
+    apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain; 0: the seed's flags.",
     etcdExtraArgs: "Extra or overriding etcd flags: flag name without -- mapped to its value.",
     apiServerExtraArgs: "Extra or overriding kube-apiserver flags: flag name without -- mapped to its value.",
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",
@@ -264,6 +283,9 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     if (!DNS_NAME.test(config.vipName)) {
         fail("vipName", `${JSON.stringify(config.vipName)} is not a DNS name`);
     }
+    if (!/^\/[A-Za-z0-9_./-]*$/.test(config.lbHealthCheckPath)) {
+        fail("lbHealthCheckPath", `${JSON.stringify(config.lbHealthCheckPath)} is not a URL path such as /readyz`);
+    }
     if (!/^[a-zA-Z0-9_.:-]{1,15}$/.test(config.nic)) {
         fail("nic", `${JSON.stringify(config.nic)} is not a network interface name`);
     }
@@ -326,6 +348,11 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
             fail("sha256", `${artifact}: ${JSON.stringify(sum)} is not a sha256 hex digest`);
         }
     }
+    for (const san of config.extraSans) {
+        if (typeof san !== "string" || (parseIPv4(san) === undefined && !DNS_NAME.test(san))) {
+            fail("extraSans", `${JSON.stringify(san)} is neither a DNS name nor an IPv4 address`);
+        }
+    }
     if (config.pkiDir !== "") {
         const dir = expandHome(config.pkiDir);
         const missing = PKI_FILES.filter(file => !files.exists(path.join(dir, file)));
@@ -348,7 +375,7 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     }
     for (const [name, min, max] of [
         ["sshDialTimeoutSeconds", 1, 120], ["sshDialAttempts", 1, 20], ["healthTimeoutSeconds", 10, 3600],
-        ["logLevel", 0, 10],
+        ["logLevel", 0, 10], ["apiServerShutdownDelaySeconds", 0, 60],
     ] as const) {
         const value = config[name];
         if (!Number.isInteger(value) || value < min || value > max) {

@@ -45,6 +45,8 @@ export interface ControllerManagerArgs {
     host: Host;
     /** Its kubeconfig, plus the CA and service-account key it reads. */
     pki: PkiFiles;
+    /** The previous node's service: a change restarts one node's at a time. */
+    rollAfter?: pulumi.Resource;
 }
 
 export class ControllerManager extends pulumi.ComponentResource {
@@ -69,6 +71,7 @@ export class ControllerManager extends pulumi.ComponentResource {
                 diagnose: unitDiagnosis("kube-controller-manager"),
             },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
+            rollAfter: args.rollAfter,
         }, opts.dependsOn);
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }

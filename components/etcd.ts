@@ -59,6 +59,24 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
 export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${CA} --cert=${CERT} --key=${KEY}`;
 
+/**
+ * The cluster is healthy: every endpoint answers a health check (a linearizable read through each member,
+ * so a member that answers has caught up with the leader) and `count` members are started.
+ */
+export function clusterHealth(count: number): { setup: string[]; probe: string; diagnose: string } {
+    return {
+        setup: [
+            `etcd_ctl() { ${ETCDCTL} "$@"; }`,
+            `healthy() {`,
+            `  etcd_ctl endpoint health --cluster >/dev/null 2>&1 &&`,
+            `    [ "$(etcd_ctl member list 2>/dev/null | grep -c ', started, ')" -eq ${count} ]`,
+            `}`,
+        ],
+        probe: "healthy",
+        diagnose: `{ etcd_ctl member list; etcd_ctl endpoint health --cluster; systemctl status --no-pager etcd; }`,
+    };
+}
+
 export interface EtcdMemberArgs {
     /** The validated cluster config. */
     config: ClusterConfig;
@@ -66,6 +84,11 @@ export interface EtcdMemberArgs {
     host: Host;
     /** Certificates: the CA and the kubernetes serving pair. */
     pki: PkiFiles;
+    /**
+     * The previous member's service: a change restarts one member at a time, each once the cluster is
+     * healthy with the one before it back, so quorum is never lost. An empty stack starts them together.
+     */
+    rollAfter?: pulumi.Resource;
 }
 
 export class EtcdMember extends pulumi.ComponentResource {
@@ -92,6 +115,11 @@ export class EtcdMember extends pulumi.ComponentResource {
             service: { unitName: "etcd", noBlock: true },
             unit: renderEtcdUnit(config, host),
             gateTimeoutSeconds: config.healthTimeoutSeconds,
+            afterChange: {
+                what: `etcd on ${host.name} to be back and all ${config.nodes.length} members healthy`,
+                ...clusterHealth(config.nodes.length),
+            },
+            rollAfter: args.rollAfter,
             before: [dataDir],
         }, opts.dependsOn);
         this.service = daemon.service;
@@ -121,16 +149,8 @@ export class EtcdClusterHealth extends pulumi.ComponentResource {
         const count = args.config.nodes.length;
         this.gate = healthGate(`${name}-gate`, args.host, {
             what: `all ${count} etcd members to be started and healthy`,
-            setup: [
-                `etcd_ctl() { ${ETCDCTL} "$@"; }`,
-                `healthy() {`,
-                `  etcd_ctl endpoint health --cluster >/dev/null 2>&1 &&`,
-                `    [ "$(etcd_ctl member list 2>/dev/null | grep -c ', started, ')" -eq ${count} ]`,
-                `}`,
-            ],
-            probe: "healthy",
+            ...clusterHealth(count),
             timeoutSeconds: args.config.healthTimeoutSeconds,
-            diagnose: `{ etcd_ctl member list; etcd_ctl endpoint health --cluster; systemctl status --no-pager etcd; }`,
         }, fingerprint(args.members.map(m => m.fingerprint)),
         childOptions(this, opts.dependsOn, ...args.members.map(m => m.service)));
         this.registerOutputs({});

@@ -45,7 +45,10 @@ export function renderVipUnit(config: ClusterConfig, device: string, arpSysctlFi
     });
 }
 
-/** The seed's /etc/ha.d/ldirectord.cf: one `real=` line per control node, HTTPS /healthz checks. */
+/**
+ * The seed's /etc/ha.d/ldirectord.cf: one `real=` line per control node, HTTPS checks of `lbHealthCheckPath`
+ * (the seed's /healthz, or /readyz, which a stopping API server fails while it still serves).
+ */
 export function renderLdirectordConfig(config: ClusterConfig): string {
     const port = config.apiPort;
     return [
@@ -60,7 +63,7 @@ export function renderLdirectordConfig(config: ClusterConfig): string {
         "    scheduler=wrr",
         "    checktype=negotiate",
         "    service=https",
-        `    request="healthz"`,
+        `    request="${config.lbHealthCheckPath.replace(/^\//, "")}"`,
         `    receive="ok"`,
     ].join("\n") + "\n";
 }

@@ -57,6 +57,8 @@ export interface SchedulerArgs {
     host: Host;
     /** Its kubeconfig. */
     pki: PkiFiles;
+    /** The previous node's service: a change restarts one node's at a time. */
+    rollAfter?: pulumi.Resource;
 }
 
 export class Scheduler extends pulumi.ComponentResource {
@@ -83,6 +85,7 @@ export class Scheduler extends pulumi.ComponentResource {
                 diagnose: unitDiagnosis("kube-scheduler"),
             },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
+            rollAfter: args.rollAfter,
         }, opts.dependsOn);
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }

@@ -21,6 +21,9 @@ LAB_SUITE=bookworm
 
 LAB_RUNNER_IP=192.168.1.1
 LAB_MIRROR_PORT=8080
+# Patch releases the e2e upgrades the program's defaults (1.28.3, 3.5.9) to: the newest the Go module proxy serves.
+LAB_UPGRADE_KUBE_VERSION=1.28.15
+LAB_UPGRADE_ETCD_VERSION=3.5.35
 LAB_VIP=192.168.1.21
 LAB_NODES=(control0 control1 control2)
 LAB_HOSTS=(control0 control1 control2 gateway)

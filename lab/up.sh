@@ -5,7 +5,9 @@
 #   gateway      QEMU/TCG VM (Debian cloud kernel with ip_vs, ipvsadm, ldirectord) at 192.168.1.10
 #   binary mirror http://192.168.1.1:8080 (lab/mirror/serve.sh)
 # and writes Pulumi.lab.yaml. Idempotent: on a running lab it only checks and repairs.
-# Env: KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all),
+#   the mirror holds the program's default versions and the patch releases the e2e upgrades to
+#   (LAB_UPGRADE_KUBE_VERSION, LAB_UPGRADE_ETCD_VERSION in lab/lib.sh)
+# Env: KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all), KCP_LAB_NO_KVM=1 (TCG),
 #      KCP_LAB_SKIP_MIRROR_BUILD=1 (serve the mirror as it is, without lab/mirror/build.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -111,9 +113,13 @@ start_gateway() {
   fi
   [[ -f $d/disk.qcow2 ]] ||
     qemu-img create -q -f qcow2 -F qcow2 -b "$img/base.qcow2" "$d/disk.qcow2"
-  lab_log "gateway: starting QEMU/TCG (serial console: $d/console.log)"
+  # KVM where this machine has it (a usable /dev/kvm), software emulation (TCG) otherwise.
+  local accel=tcg,tb-size=256 kind=TCG
+  if [[ -r /dev/kvm && -w /dev/kvm ]] && [[ ${KCP_LAB_NO_KVM:-0} != 1 ]]; then accel=kvm kind=KVM; fi
+  echo "$kind" >"$d/accel"
+  lab_log "gateway: starting QEMU/$kind (serial console: $d/console.log)"
   rm -f "$pidfile"
-  lab_in_ns qemu-system-x86_64 -name kcp-gateway -machine q35 -accel tcg,tb-size=256 \
+  lab_in_ns qemu-system-x86_64 -name kcp-gateway -machine q35 -accel "$accel" \
     -m "$LAB_GATEWAY_MEM" -smp 1 -nodefaults -no-user-config -display none -vga none \
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=1 mitigations=off no_timer_check panic=5 systemd.show_status=auto" \
@@ -205,7 +211,10 @@ main() {
     lab_log "mirror: not building (KCP_LAB_NO_MIRROR / KCP_LAB_SKIP_MIRROR_BUILD)"
   else
     [[ -f $repo/lab/mirror/build.sh ]] || lab_die "lab/mirror/build.sh is missing (or set KCP_LAB_NO_MIRROR=1)"
-    lab_log "mirror: bash lab/mirror/build.sh (cached when built)"
+    # The versions the e2e upgrades to, then the program's defaults (SHA256SUMS.json describes the last).
+    lab_log "mirror: bash lab/mirror/build.sh $LAB_UPGRADE_KUBE_VERSION $LAB_UPGRADE_ETCD_VERSION (cached when built)"
+    bash "$repo/lab/mirror/build.sh" "$LAB_UPGRADE_KUBE_VERSION" "$LAB_UPGRADE_ETCD_VERSION"
+    lab_log "mirror: bash lab/mirror/build.sh (the defaults; cached when built)"
     bash "$repo/lab/mirror/build.sh"
   fi
   setup_network
@@ -220,7 +229,8 @@ main() {
       lab_die "$n did not come up (console: $LAB_RUN/nodes/$n/console.log)"
     }
   done
-  lab_wait "SSH + sudo on gateway (${LAB_IP[gateway]}, QEMU/TCG boot)" "$LAB_BOOT_TIMEOUT" gateway_ready || {
+  lab_wait "SSH + sudo on gateway (${LAB_IP[gateway]}, QEMU/$(cat "$LAB_RUN/gateway/accel" 2>/dev/null) boot)" \
+    "$LAB_BOOT_TIMEOUT" gateway_ready || {
     tail -n 30 "$LAB_RUN/gateway/console.log" >&2
     lab_pid_alive "$LAB_RUN/gateway/qemu.pid" qemu-system-x86 || lab_die "QEMU of the gateway exited"
     lab_die "gateway did not come up (serial console: $LAB_RUN/gateway/console.log)"

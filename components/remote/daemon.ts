@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { fingerprint } from "./fingerprint";
 import { Host } from "./host";
 import { childOptions } from "./options";
-import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, systemdService } from "./steps";
+import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, systemdService, WaitSpec } from "./steps";
 
 export interface DaemonFile extends FileSpec {
     /** Short name of the step (`ca`, `key`, `kubeconfig`). */
@@ -18,10 +18,17 @@ export interface DaemonSpec {
     files: DaemonFile[];
     /** Files written by another component that this daemon reads: a change restarts it too. */
     readsAlso?: pulumi.Input<string>[];
-    service: Omit<ServiceSpec, "fingerprint" | "ownsUnitFile" | "onChange">;
+    service: Omit<ServiceSpec, "fingerprint" | "ownsUnitFile" | "onChange" | "afterChange">;
     unit: string;
     gate?: Omit<GateSpec, "fingerprint" | "timeoutSeconds">;
     gateTimeoutSeconds: number;
+    /**
+     * What a restart for a change waits for before the next node may restart (see rolling.ts); default: the
+     * gate's probe. etcd waits for the whole cluster instead.
+     */
+    afterChange?: Omit<WaitSpec, "timeoutSeconds">;
+    /** The previous node's step that this daemon's restart waits for: a change rolls one node at a time. */
+    rollAfter?: pulumi.Input<pulumi.Resource>;
     /** Steps of the component that must precede the service (a data directory). */
     before?: pulumi.Resource[];
 }
@@ -43,9 +50,12 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
     const restartOn = fingerprint([spec.unit, spec.binary.url, spec.binary.sha256,
         ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
-    const service = systemdService(`${name}-service`, spec.host,
-        { ...spec.service, ownsUnitFile: true, onChange: "restart" }, restartOn, spec.unit,
-        childOptions(component, deps, installed, ...files, ...(spec.before ?? [])));
+    const afterChange = spec.afterChange ?? spec.gate;
+    const service = systemdService(`${name}-service`, spec.host, {
+        ...spec.service, ownsUnitFile: true, onChange: "restart",
+        afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
+    }, restartOn, spec.unit,
+    childOptions(component, deps, installed, ...files, ...(spec.before ?? []), ...(spec.rollAfter ? [spec.rollAfter] : [])));
     const ready = spec.gate
         ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },
             restartOn, childOptions(component, deps, service))

@@ -124,6 +124,29 @@ export interface ServiceSpec {
     noBlock?: boolean;
     /** Commands run after the service is stopped and removed (its logs, its IPVS rules). */
     afterRemove?: string[];
+    /**
+     * A change is done only when this bounded poll passes after the restart (or reload): the step that
+     * rolls the next node waits for it, so one node at a time is ever away.
+     */
+    afterChange?: WaitSpec;
+}
+
+/** A bounded poll on a host: what it waits for (in words), how to probe, how to explain a timeout. */
+export interface WaitSpec {
+    /** What the poll waits for, in words: it is printed while waiting and in the timeout error. */
+    what: string;
+    /** Shell lines defining what `probe` uses (functions, temp files). */
+    setup?: string[];
+    /** A command that succeeds once the component is healthy. */
+    probe: string;
+    timeoutSeconds: number;
+    /** A command whose output explains a timeout (systemctl status, journal lines). */
+    diagnose?: string;
+}
+
+/** The lines of a bounded poll. */
+export function waitLines(spec: WaitSpec): string[] {
+    return [...(spec.setup ?? []), ...waitUntil(spec.what, spec.probe, spec.timeoutSeconds, spec.diagnose)];
 }
 
 export function serviceScripts(spec: ServiceSpec): StepScripts {
@@ -142,7 +165,7 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
         : start;
     return {
         create: script(header, ...install, ...start),
-        update: script(header, ...install, ...change),
+        update: script(header, ...install, ...change, ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
         delete: script(
             `systemctl disable --now --quiet ${unit} 2>/dev/null || true`,
             ...(spec.ownsUnitFile ? [`rm -f ${unitFile}`, `systemctl daemon-reload`] : []),
@@ -165,27 +188,14 @@ export function directoryScripts(spec: DirectorySpec): StepScripts {
     };
 }
 
-export interface GateSpec {
-    /** What the gate waits for, in words: it is printed while waiting and in the timeout error. */
-    what: string;
-    /** Shell lines defining what `probe` uses (functions, temp files). */
-    setup?: string[];
-    /** A command that succeeds once the component is healthy. */
-    probe: string;
-    timeoutSeconds: number;
-    /** A command whose output explains a timeout (systemctl status, journal lines). */
-    diagnose?: string;
+export interface GateSpec extends WaitSpec {
     /** Changes whenever what the gate checks was restarted; the gate then runs again. */
     fingerprint: string;
 }
 
 /** A read-only bounded poll: it changes nothing on the host, so it has no delete. */
 export function gateScript(spec: GateSpec): string {
-    return script(
-        `# re-run when the checked services change: ${spec.fingerprint}`,
-        ...(spec.setup ?? []),
-        ...waitUntil(spec.what, spec.probe, spec.timeoutSeconds, spec.diagnose),
-    );
+    return script(`# re-run when the checked services change: ${spec.fingerprint}`, ...waitLines(spec));
 }
 
 /** A read-only check that a host has what the program expects, failing with what is missing. */

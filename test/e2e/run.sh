@@ -101,6 +101,9 @@ services_active() {
   on "$1" systemctl is-active --quiet etcd kube-apiserver kube-controller-manager kube-scheduler kubernetes-vip
 }
 
+# shellcheck source=test/e2e/traffic.sh
+source test/e2e/traffic.sh
+
 kubectl_src=$(lab_kubectl)
 install -m 0755 "$kubectl_src" "$work/bin/kubectl"
 
@@ -110,6 +113,7 @@ for h in "${LAB_HOSTS[@]}"; do snapshot "$h" >"$work/before.$h"; done
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
 run_pulumi stack init --secrets-provider passphrase >/dev/null
+cp Pulumi.lab.yaml "$work/Pulumi.lab.first.yaml"
 
 # 1. up from an empty stack.
 t=$SECONDS
@@ -153,20 +157,108 @@ check "a restarted API server returns to weight 1" wait_for "control0 back at we
 # 5. idempotence.
 check "a second pulumi up changes nothing" run_pulumi up --yes --skip-preview --expect-no-changes
 
-# 6. one apiserver flag changed: only the API servers restart.
-for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
+# 6. changes roll out one node at a time, under a bounded loop of real API requests through the VIP
+# (test/e2e/traffic.sh): no request fails, at most one etcd member and one real server are away at once.
+# rolled_up NAME WHAT: pulumi up of the config change just made, under traffic; asserts and records it.
+rolled_up() {
+  local name=$1 what=$2 t=$SECONDS took
+  for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
+  traffic_start "$name"
+  if run_pulumi up --yes --skip-preview >"$work/up-$name.log" 2>&1; then took=$((SECONDS - t)); ok "pulumi up: $what (${took}s)"; else
+    took=$((SECONDS - t))
+    fail "pulumi up: $what"
+    tail -n 40 "$work/up-$name.log" >&2
+  fi
+  traffic_stop "$name"
+  for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-after.$n"; done
+  check "$what: $TRAFFIC_FAILED of $TRAFFIC_SENT API requests through the VIP failed" \
+    test "$TRAFFIC_FAILED" -eq 0 -a "$TRAFFIC_SENT" -gt 0
+  [[ ! -s $work/traffic-$name.errors ]] || head -n 10 "$work/traffic-$name.errors" >&2
+  check "$what: at most one etcd member down at any sampled moment (most: $TRAFFIC_ETCD_DOWN)" test "$TRAFFIC_ETCD_DOWN" -le 1
+  check "$what: at most one real server out of the load balancer at any sampled moment (most: $TRAFFIC_LB_DOWN)" \
+    test "$TRAFFIC_LB_DOWN" -le 1
+  printf '%s\t%s\t%s\t%s\n' "$what" "$took" "$TRAFFIC_SENT" "$TRAFFIC_FAILED" >>"$work/rolling.tsv"
+}
+# only_restarted UNIT: on every node, exactly UNIT was restarted by the last rolled_up (a leader controller
+# manager or scheduler whose local API server restarts may be restarted by systemd: told apart by NRestarts).
+only_restarted() {
+  for n in "${LAB_NODES[@]}"; do
+    check "$n: only $1 was restarted (restarted on their own: $(self_restarted "$n"))" \
+      test "$(restarted "$n" | tr '\n' ' ')" = "$1 "
+  done
+}
+# finished_before LOG A B: in a pulumi up's log, the last step matching A was done before the first step
+# matching B started.
+finished_before() {
+  local last_a first_b
+  last_a=$(grep -nE "$2 +updated" "$1" | tail -n 1 | cut -d: -f1)
+  first_b=$(grep -nE "$3 +updat" "$1" | head -n 1 | cut -d: -f1)
+  [[ -n $last_a && -n $first_b ]] && ((last_a < first_b))
+}
+# version_on HOST BINARY: the version a binary on a host reports.
+version_on() { on "$1" "/usr/local/bin/$2 --version" | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1; }
+# mirror_sha VERSION-PATH: the sha256 the mirror holds for an artifact.
+mirror_sha() { cat "$LAB_MIRROR_DIR/$1.sha256"; }
+
+run_pulumi config set --path 'etcdExtraArgs.snapshot-count' 20000
+rolled_up etcd-flag "an etcd flag"
+only_restarted etcd
+check "every member runs with --snapshot-count=20000" \
+  test "$(for n in "${LAB_NODES[@]}"; do on "$n" grep -c -- --snapshot-count=20000 /etc/systemd/system/etcd.service; done | sort -u)" = 1
+
 run_pulumi config set --path 'apiServerExtraArgs.event-ttl' 2h
-if run_pulumi up --yes --skip-preview >"$work/up-flag.log" 2>&1; then ok "pulumi up with a changed apiserver flag"; else
-  fail "pulumi up with a changed apiserver flag"
-  tail -n 40 "$work/up-flag.log" >&2
-fi
+rolled_up apiserver-flag "an API server flag"
+only_restarted kube-apiserver
 for n in "${LAB_NODES[@]}"; do
-  start_times "$n" >"$work/starts-after.$n"
-  check "$n: kube-apiserver restarted with --event-ttl=2h" on "$n" grep -q -- --event-ttl=2h /etc/systemd/system/kube-apiserver.service
-  check "$n: only kube-apiserver was restarted (restarted on their own after losing leadership: $(self_restarted "$n"))" \
-    test "$(restarted "$n" | tr '\n' ' ')" = "kube-apiserver "
+  check "$n: kube-apiserver runs with --event-ttl=2h" on "$n" grep -q -- --event-ttl=2h /etc/systemd/system/kube-apiserver.service
 done
-check "the VIP answers after the rolling restart" test "$(vip_healthz)" = ok
+
+run_pulumi config set --path 'controllerManagerExtraArgs.terminated-pod-gc-threshold' 500
+rolled_up controller-manager-flag "a controller manager flag"
+only_restarted kube-controller-manager
+
+run_pulumi config set --path 'extraSans[0]' api.kcp.test
+rolled_up certificate "a new SAN on the serving certificate"
+only_restarted "etcd kube-apiserver"
+served_sans() {
+  lab/exec.sh openssl s_client -connect "$LAB_VIP:6443" -servername kubernetes </dev/null 2>/dev/null |
+    openssl x509 -noout -ext subjectAltName
+}
+check "the API serves the new certificate through the VIP (DNS:api.kcp.test)" grep -q 'DNS:api.kcp.test' <(served_sans)
+for n in "${LAB_NODES[@]}"; do
+  check "$n: etcd's certificate has the new SAN" \
+    bash -c "lab/ssh.sh $n sudo openssl x509 -in /etc/etcd/kubernetes.pem -noout -ext subjectAltName | grep -q api.kcp.test"
+done
+
+etcd_tarball="etcd-io/etcd/releases/download/v$LAB_UPGRADE_ETCD_VERSION/etcd-v$LAB_UPGRADE_ETCD_VERSION-linux-amd64.tar.gz"
+run_pulumi config set etcdVersion "$LAB_UPGRADE_ETCD_VERSION"
+run_pulumi config set --path sha256.etcd "$(mirror_sha "$etcd_tarball")"
+rolled_up etcd-upgrade "etcd upgrade to $LAB_UPGRADE_ETCD_VERSION"
+only_restarted etcd
+for n in "${LAB_NODES[@]}"; do
+  check "$n: etcd reports $LAB_UPGRADE_ETCD_VERSION" test "$(version_on "$n" etcd)" = "$LAB_UPGRADE_ETCD_VERSION"
+done
+check "etcdctl endpoint status: every member serves $LAB_UPGRADE_ETCD_VERSION" \
+  test "$(etcdctl_on control0 endpoint status --cluster -w json | jq -r '.[].Status.version' | sort -u)" = "$LAB_UPGRADE_ETCD_VERSION"
+
+run_pulumi config set kubernetesVersion "$LAB_UPGRADE_KUBE_VERSION"
+for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  run_pulumi config set --path "sha256.$b" "$(mirror_sha "kubernetes-release/release/v$LAB_UPGRADE_KUBE_VERSION/bin/linux/amd64/$b")"
+done
+rolled_up kubernetes-upgrade "Kubernetes upgrade to $LAB_UPGRADE_KUBE_VERSION"
+for n in "${LAB_NODES[@]}"; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    check "$n: $b reports v$LAB_UPGRADE_KUBE_VERSION" test "$(version_on "$n" "$b")" = "$LAB_UPGRADE_KUBE_VERSION"
+  done
+done
+check "the API through the VIP reports v$LAB_UPGRADE_KUBE_VERSION" \
+  test "$(kubectl_lab version -o json | jq -r .serverVersion.gitVersion)" = "v$LAB_UPGRADE_KUBE_VERSION"
+only_restarted "kube-apiserver kube-controller-manager kube-scheduler"
+check "the upgrade ran in the skew policy's order: every API server before the first controller manager or scheduler" \
+  finished_before "$work/up-kubernetes-upgrade.log" 'kube-apiserver-control[0-9]-service' 'kube-(controller-manager|scheduler)-control[0-9]-service' 
+check "the VIP answers after the rolling changes" test "$(vip_healthz)" = ok
+log "rolling changes (what, seconds, requests sent, failed):"
+cat "$work/rolling.tsv" >&2
 
 # 7. a control node restarts: the VIP on lo, the ARP sysctls and every service come back.
 on control1 sudo systemctl reboot || true
@@ -198,8 +290,8 @@ fi
 lab/exec.sh ip route del unreachable "${LAB_IP[control2]}/32"
 check "a re-run after the host is back converges" run_pulumi up --yes --skip-preview
 check "and then changes nothing" run_pulumi preview --expect-no-changes
-run_pulumi config rm --path 'schedulerExtraArgs.v'
-run_pulumi config rm --path 'apiServerExtraArgs.event-ttl'
+# Back to the stack config of the first up (lab:up's versions and checksums).
+cp "$work/Pulumi.lab.first.yaml" Pulumi.lab.yaml
 
 # 9. destroy leaves each host as it was.
 if run_pulumi destroy --yes --skip-preview >"$work/destroy.log" 2>&1; then ok "pulumi destroy"; else

@@ -50,19 +50,33 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
 
     test("one component of each kind per node, one load balancer, all parented", () => checkGraph(run, 3));
 
-    test("etcd members start concurrently; the cluster gate waits for all of them", () => {
+    test("etcd members start together on create and restart one at a time on a change", () => {
         const services = names.map(n => byName(run, `etcd-${n}-service`));
-        for (const a of services) {
-            for (const b of services.filter(s => s !== a)) {
-                assert.ok(!dependsOn(run, a, b), `${a.name} does not wait for ${b.name}`);
+        services.forEach((service, i) => {
+            // The chain costs nothing on create: a create starts etcd without blocking and waits for nothing.
+            const create = scriptOf(plain(service, "create"));
+            assert.match(create, /systemctl restart --no-block 'etcd'/);
+            assert.doesNotMatch(create, /waiting up to/, `${service.name}'s create does not wait`);
+            // A change restarts, then waits until the cluster is healthy with this member back.
+            const update = scriptOf(plain(service, "update"));
+            assert.match(update, /systemctl restart --no-block 'etcd'[\s\S]*endpoint health --cluster[\s\S]*until healthy; do/);
+            assert.match(update, new RegExp(`etcd on ${names[i]} to be back and all 3 members healthy`));
+            if (i > 0) {
+                assert.ok(dependsOn(run, service, services[i - 1]), `${service.name} rolls after ${services[i - 1].name}`);
             }
-            assert.match(scriptOf(plain(a, "create")), /systemctl restart --no-block 'etcd'/);
-        }
+            // Files and binaries of every member are written together; only restarts are in turn.
+            for (const other of services.filter(s => s !== service)) {
+                for (const step of ["binary", "key", "data-dir"]) {
+                    assert.ok(!dependsOn(run, byName(run, `etcd-${names[i]}-${step}`), other),
+                        `etcd-${names[i]}-${step} does not wait for ${other.name}`);
+                }
+            }
+        });
         const gate = byName(run, "etcd-cluster-gate");
         services.forEach(s => assert.ok(dependsOn(run, gate, s), `the gate waits for ${s.name}`));
     });
 
-    test("API servers wait for healthy etcd and roll one node at a time", () => {
+    test("API servers wait for healthy etcd, start together, and roll one node at a time through the load balancer", () => {
         const gate = byName(run, "etcd-cluster-gate");
         names.forEach((n, i) => {
             const service = byName(run, `kube-apiserver-${n}-service`);
@@ -70,11 +84,36 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             for (const file of ["ca", "key", "encryption-config", "binary"]) {
                 assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${n}-${file}`)), `${service.name} after its ${file}`);
             }
+            assert.doesNotMatch(scriptOf(plain(service, "create")), /waiting up to/, "a create does not wait");
+            assert.match(scriptOf(plain(service, "update")),
+                /systemctl restart 'kube-apiserver'[\s\S]*until \[ "\$\(curl -fsS --max-time 5 --cacert \/var\/lib\/kubernetes\/ca.pem https:\/\/127.0.0.1:6443\/readyz/,
+                "a change restarts, then waits for /readyz");
+            const inLb = byName(run, `kube-apiserver-${n}-in-load-balancer`);
+            assert.ok(dependsOn(run, inLb, service), "the load balancer check follows the restart");
+            assert.equal(reveal(inLb.inputs.connection) && (reveal(inLb.inputs.connection) as Record<string, unknown>).host, "192.168.1.10",
+                "and runs on the gateway");
+            assert.doesNotMatch(scriptOf(plain(inLb, "create")), /waiting up to/, "it passes at once on create");
+            assert.match(scriptOf(plain(inLb, "update")), new RegExp(`\\$2 == "192.168.1.${11 + i}:6443" \\{print \\$4\\}'\\)" = 1`),
+                "on a change it waits for weight 1");
             if (i > 0) {
-                assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${names[i - 1]}-healthy`)),
-                    `${n}'s API server waits for ${names[i - 1]}'s to be healthy`);
+                assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${names[i - 1]}-in-load-balancer`)),
+                    `${n}'s API server restarts once ${names[i - 1]}'s is back in the load balancer`);
+                assert.ok(!dependsOn(run, byName(run, `kube-apiserver-${n}-binary`), byName(run, `kube-apiserver-${names[i - 1]}-service`)),
+                    "binaries and files are installed on every node together");
             }
         });
+    });
+
+    test("controller managers and schedulers roll one node at a time", () => {
+        for (const daemon of ["kube-controller-manager", "kube-scheduler"]) {
+            names.forEach((n, i) => {
+                const service = byName(run, `${daemon}-${n}-service`);
+                assert.match(scriptOf(plain(service, "update")), /waiting up to 180s for kube-[a-z-]+ on control\d to answer https:\/\/127.0.0.1:102(57|59)\/healthz/);
+                if (i > 0) {
+                    assert.ok(dependsOn(run, service, byName(run, `${daemon}-${names[i - 1]}-service`)), `${service.name} rolls after ${names[i - 1]}'s`);
+                }
+            });
+        }
     });
 
     test("the load balancer comes after every API server; controller managers and schedulers after it", () => {
@@ -96,7 +135,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
     test("every command that changes a host has a delete; read-only gates and checks have none", () => {
         for (const r of byType(run, REMOTE)) {
             const create = scriptOf(plain(r, "create"));
-            const readOnly = /^# re-run when the checked services change|^missing=\(\)/m.test(create);
+            const readOnly = /^# re-run when the checked services change|^# waits whenever what it watches changes|^missing=\(\)/m.test(create);
             if (readOnly) {
                 assert.equal(r.inputs.delete, undefined, `${r.name} is read-only`);
                 assert.doesNotMatch(create, /^\s*(rm|install|mv|systemctl (start|restart|enable))\b/m, `${r.name} changes nothing`);
@@ -104,6 +143,14 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 assert.equal(typeof r.inputs.delete, "string", `${r.name} has a delete`);
                 assert.ok(scriptOf(plain(r, "delete")).length > 40, `${r.name}'s delete does something`);
             }
+        }
+    });
+
+    test("preflight: every step that changes a host waits for the version skew checks of every node", () => {
+        const checks = names.map(n => byName(run, `preflight-${n}-version-skew`));
+        checks.forEach(c => assert.match(scriptOf(plain(c, "create")), /control-plane:kubernetesVersion: 1.28.3 is not one minor release step/));
+        for (const r of byType(run, REMOTE).filter(r => !r.name.startsWith("preflight-"))) {
+            checks.forEach(c => assert.ok(dependsOn(run, r, c), `${r.name} waits for ${c.name}`));
         }
     });
 
@@ -243,4 +290,40 @@ describe("preview and bad input", () => {
         const run = runProgram(devConfig({ nodes: "control0" }));
         assert.match(run.error ?? "", /control-plane:nodes: "control0" is not a valid list or map/);
     });
+});
+
+describe("which steps each kind of change touches", () => {
+    /** Remote and local steps whose inputs differ between two runs (names sorted, nodes folded to N). */
+    const touched = (before: ProgramRun, after: ProgramRun): string[] => {
+        const key = (r: Registration) => JSON.stringify([r.inputs.create, r.inputs.update, r.inputs.delete,
+            reveal(r.inputs.stdin), r.inputs.triggers]);
+        const was = new Map([...byType(before, REMOTE), ...byType(before, LOCAL)].map(r => [r.name, key(r)]));
+        const names = [...byType(after, REMOTE), ...byType(after, LOCAL)].filter(r => was.get(r.name) !== key(r))
+            .map(r => r.name.replace(/control\d/, "N"));
+        return [...new Set(names)].sort();
+    };
+    const base = runProgram(devConfig());
+    const daemonSteps = (daemon: string, ...more: string[]) => [`${daemon}-N-service`, ...more.map(m => `${daemon}-N-${m}`)];
+    const loadBalancerGates = ["api-load-balancer-real-servers-healthy", "api-load-balancer-vip-healthy"];
+    const cases: [string, Record<string, unknown>, string[]][] = [
+        ["an etcd flag: the members, then the cluster gate", { etcdExtraArgs: { "heartbeat-interval": "200" } },
+            [...daemonSteps("etcd"), "etcd-cluster-gate"]],
+        ["an API server flag: the API servers and what waits for them", { apiServerExtraArgs: { "event-ttl": "2h" } },
+            [...daemonSteps("kube-apiserver", "healthy", "in-load-balancer"), ...loadBalancerGates]],
+        ["a controller manager flag: the controller managers only", { controllerManagerExtraArgs: { v: "3" } },
+            daemonSteps("kube-controller-manager", "healthy")],
+        ["etcd's version: the preflight checks, the members' binaries and restarts", { etcdVersion: "3.5.35" },
+            ["preflight-N-version-skew", ...daemonSteps("etcd", "binary"), "etcd-cluster-gate"]],
+        ["Kubernetes' version: the preflight checks, every Kubernetes binary, restarted in turn", { kubernetesVersion: "1.28.15" },
+            ["preflight-N-version-skew", ...daemonSteps("kube-apiserver", "binary", "healthy", "in-load-balancer"), ...loadBalancerGates,
+                ...daemonSteps("kube-controller-manager", "binary", "healthy"),
+                ...daemonSteps("kube-scheduler", "binary", "healthy")]],
+    ];
+    for (const [what, change, expected] of cases) {
+        test(what, () => {
+            const run = runProgram(devConfig(change));
+            assert.equal(run.error, undefined, run.error);
+            assert.deepEqual(touched(base, run), [...expected].sort());
+        });
+    }
 });

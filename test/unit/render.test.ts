@@ -12,6 +12,8 @@ import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
 
 const seed = seedFiles();
 const control0 = DEFAULTS.nodes[0];
+/** The chapter exactly: the two keys whose defaults serve rolling changes, at the seed's values. */
+const SEED_CONFIG = { ...DEFAULTS, lbHealthCheckPath: "/healthz", apiServerShutdownDelaySeconds: 0 };
 
 function assertSameUnit(rendered: string, seedPath: string): void {
     assert.ok(seed[seedPath], `the seed writes ${seedPath}`);
@@ -38,7 +40,15 @@ test("etcd.service matches the seed's, flag by flag", () => {
 });
 
 test("kube-apiserver.service matches the seed's, flag by flag", () => {
-    assertSameUnit(renderApiServerUnit(DEFAULTS, control0), "/etc/systemd/system/kube-apiserver.service");
+    assertSameUnit(renderApiServerUnit(SEED_CONFIG, control0), "/etc/systemd/system/kube-apiserver.service");
+});
+
+test("by default a stopping API server keeps serving for 5s after /readyz fails, then drains its watches", () => {
+    const ours = parseUnit(renderApiServerUnit(DEFAULTS, control0)).flags;
+    const theirs = parseUnit(seed["/etc/systemd/system/kube-apiserver.service"]).flags;
+    assert.deepEqual(ours, [...theirs, "--shutdown-delay-duration=5s", "--shutdown-watch-termination-grace-period=5s"]);
+    const old = parseUnit(renderApiServerUnit({ ...DEFAULTS, kubernetesVersion: "1.26.9" }, control0)).flags;
+    assert.deepEqual(old.slice(theirs.length), ["--shutdown-delay-duration=5s"], "no watch grace flag before 1.27");
 });
 
 test("kube-controller-manager.service matches the seed's and runs its own binary", () => {
@@ -53,8 +63,10 @@ test("kube-scheduler.service and its config match the seed's", () => {
     assert.equal(unquote(renderSchedulerConfig(DEFAULTS)), unquote(seed["/etc/kubernetes/config/kube-scheduler.yaml"]));
 });
 
-test("ldirectord.cf is the seed's, one real= line per node", () => {
-    assert.equal(renderLdirectordConfig(DEFAULTS), seed["/etc/ha.d/ldirectord.cf"]);
+test("ldirectord.cf is the seed's, one real= line per node; by default it checks /readyz", () => {
+    assert.equal(renderLdirectordConfig(SEED_CONFIG), seed["/etc/ha.d/ldirectord.cf"]);
+    assert.equal(renderLdirectordConfig(DEFAULTS),
+        seed["/etc/ha.d/ldirectord.cf"].replace(`request="healthz"`, `request="readyz"`));
     const five = { ...DEFAULTS, nodes: [1, 2, 3, 4, 5].map(i => ({ name: `c${i}`, address: `10.1.0.${i}` })) };
     const reals = renderLdirectordConfig(five).split("\n").filter(l => l.trim().startsWith("real="));
     assert.deepEqual(reals.map(l => l.trim()), [1, 2, 3, 4, 5].map(i => `real=10.1.0.${i}:6443 gate`));

@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { test } from "node:test";
+import { versionSkewCheck } from "../../components/preflight";
 import { binaryScripts, fileScripts } from "../../components/remote/steps";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-steps-"));
@@ -59,4 +60,27 @@ test("a binary step installs only what matches its checksum, and names the URL w
     assert.equal(fs.statSync(path.join(installDir, "kube-scheduler")).mode & 0o777, 0o755);
     assert.equal(bash(good.delete!).status, 0);
     assert.ok(!fs.existsSync(path.join(installDir, "kube-scheduler")));
+});
+
+test("preflight refuses an upgrade that skips a minor release or goes back across one, and names the key", () => {
+    const bin = path.join(scratch(), "kube-apiserver");
+    const check = (wanted: string) => {
+        const { test: probe, message } = versionSkewCheck("kubernetesVersion", bin, "Kubernetes v", wanted, "amd64");
+        return { ok: bash(`set -euo pipefail; ${probe}`).status === 0, message };
+    };
+    assert.ok(check("1.30.0").ok, "nothing installed yet: any release");
+    fs.writeFileSync(bin, "#!/bin/sh\necho 'Kubernetes v1.28.3'\n", { mode: 0o755 });
+    for (const fine of ["1.28.3", "1.28.15", "1.28.1", "1.29.0"]) {
+        assert.ok(check(fine).ok, `1.28.3 installed, ${fine} wanted: fine`);
+    }
+    for (const refused of ["1.30.0", "1.27.9", "2.0.0"]) {
+        assert.ok(!check(refused).ok, `1.28.3 installed, ${refused} wanted: refused`);
+    }
+    assert.match(check("1.30.0").message, /^control-plane:kubernetesVersion: 1.30.0 is not one minor release step/);
+    const etcd = path.join(scratch(), "etcd");
+    fs.writeFileSync(etcd, "#!/bin/sh\nprintf 'etcd Version: 3.5.9\\nGit SHA: x\\n'\n", { mode: 0o755 });
+    const etcdCheck = (wanted: string) =>
+        bash(versionSkewCheck("etcdVersion", etcd, "etcd Version: ", wanted, "arm64").test).status === 0;
+    assert.ok(etcdCheck("3.5.35") && etcdCheck("3.6.0"), "etcd: a patch, or the next minor");
+    assert.ok(!etcdCheck("3.4.30") && !etcdCheck("3.7.0"), "etcd: back across a minor, or skipping one");
 });
