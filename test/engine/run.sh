@@ -41,15 +41,8 @@ mkdir -p "$TMP/state"
 export HOME="$TMP/home"
 mkdir -p "$HOME"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'ok   - %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL - %s\n' "$1"; [[ $# -gt 1 ]] && printf '       %s\n' "${@:2}"; return 0; }
-check() { # check NAME COMMAND...: passes when the command succeeds
-    local name="$1"
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=test/lib.sh
+source "$ROOT/test/lib.sh"
 
 # Every pulumi command runs without a network, loopback excepted (engine <-> plugins talk over 127.0.0.1).
 ISOLATE=()
@@ -358,5 +351,4 @@ check "preview.yml runs on pull requests and previews the dev stack with pulumi/
     bash -c "grep -q '^  pull_request' '$WORKFLOW' && grep -Eq 'uses: pulumi/actions@' '$WORKFLOW' \
         && grep -Eq 'command: preview' '$WORKFLOW' && grep -Eq 'stack-name: dev' '$WORKFLOW'"
 
-echo "$passed passed, $failed failed"
-[[ "$failed" == 0 ]]
+test_done
