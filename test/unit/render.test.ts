@@ -102,6 +102,8 @@ test("the serving certificate's SANs cover nodes, the VIP, loopback and the kube
         assert.ok(sans.dnsNames.includes(name), name);
     }
     assert.ok(kubernetesSans({ ...DEFAULTS, serviceCidr: "10.96.0.0/12" }).ipAddresses.includes("10.96.0.1"));
+    const dual = kubernetesSans({ ...DEFAULTS, serviceCidr: "10.32.0.0/16,fd00:10:32::/108" }).ipAddresses;
+    assert.ok(dual.includes("10.32.0.1") && !dual.includes("fd00:10:32::1"), "dual-stack: the primary block's first IP only");
 });
 
 test("YAML is written for Kubernetes' YAML 1.1 reader: strings (and keys) that 1.1 reads as anything else are quoted", () => {
