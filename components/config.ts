@@ -3,7 +3,7 @@
 // a view of the local file system, and returns every problem at once, each naming its config key.
 import * as os from "os";
 import * as path from "path";
-import { cidrContains, cidrsOverlap, parseCidr, parseIPv4 } from "./net";
+import { Address, Cidr, cidrContains, cidrsOverlap, parseAddress, parseCidr, sameAddress } from "./net";
 
 /** The config namespace: keys are `control-plane:<key>` in Pulumi.<stack>.yaml. */
 export const CONFIG_NAMESPACE = "control-plane";
@@ -25,7 +25,7 @@ export const PKI_FILES = [
 export interface Machine {
     /** Short host name (`hostname -s`); etcd member name and SAN. */
     name: string;
-    /** IPv4 address on the lab network, reached over SSH. */
+    /** IP address, reached over SSH; IPv4 on control nodes (they serve the IPv4 VIP), IPv4 or IPv6 on the gateway. */
     address: string;
 }
 
@@ -39,7 +39,7 @@ export interface ClusterConfig {
     gateway: Machine;
     /** Network interface of the gateway that carries the lab network and gets the VIP (seed: enp0s1). */
     nic: string;
-    /** Virtual IP of the Kubernetes API (seed: 192.168.1.21). */
+    /** Virtual IP of the Kubernetes API, IPv4 (seed: 192.168.1.21). */
     vip: string;
     /** DNS name of the VIP, used in kubeconfigs and as a SAN (seed: kubernetes). */
     vipName: string;
@@ -51,9 +51,12 @@ export interface ClusterConfig {
     etcdVersion: string;
     /** Kubernetes release (seed: 1.28.3). */
     kubernetesVersion: string;
-    /** Service ClusterIP range (seed: 10.32.0.0/16); its first address is the `kubernetes` Service IP. */
+    /**
+     * Service ClusterIP range (seed: 10.32.0.0/16), or dual-stack: IPv4 first, then IPv6
+     * (10.32.0.0/16,fd00:10:32::/108); the first address of the first block is the `kubernetes` Service IP.
+     */
     serviceCidr: string;
-    /** Pod IP range (seed: 10.0.0.0/12). */
+    /** Pod IP range (seed: 10.0.0.0/12), or dual-stack: an IPv4 and an IPv6 block joined by a comma. */
     clusterCidr: string;
     /** NodePort range (seed: 30000-32767). */
     nodePortRange: string;
@@ -69,7 +72,7 @@ export interface ClusterConfig {
     sha256: Partial<Record<Artifact, string>>;
     /** Directory with chapter 4's files instead of the generated PKI; empty: generate it. */
     pkiDir: string;
-    /** More DNS names and IPv4 addresses for the API/etcd serving certificate; a change rolls out node by node. */
+    /** More DNS names and IP addresses for the API/etcd serving certificate; a change rolls out node by node. */
     extraSans: string[];
     /** SSH login user with passwordless sudo on every host (seed: ubuntu). */
     sshUser: string;
@@ -148,14 +151,15 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     nodes: "Control nodes (seed: control0..2 at 192.168.1.11-13); each runs etcd and the control plane.",
     gateway: "The load balancer machine (seed: gateway at 192.168.1.10).",
     nic: "Network interface of the gateway that carries the lab network and gets the VIP (seed: enp0s1).",
-    vip: "Virtual IP of the Kubernetes API (seed: 192.168.1.21).",
+    vip: "Virtual IP of the Kubernetes API, IPv4 (seed: 192.168.1.21).",
     vipName: "DNS name of the VIP, used in kubeconfigs and as a SAN (seed: kubernetes).",
     apiPort: "Port of the API on every node and on the VIP (seed: 6443).",
     arch: "CPU architecture of the hosts: amd64 or arm64 (seed: arm64).",
     etcdVersion: "etcd release (seed: 3.5.9).",
     kubernetesVersion: "Kubernetes release (seed: 1.28.3).",
-    serviceCidr: "Service ClusterIP range (seed: 10.32.0.0/16); its first address is the kubernetes Service IP.",
-    clusterCidr: "Pod IP range (seed: 10.0.0.0/12).",
+    serviceCidr: "Service ClusterIP range (seed: 10.32.0.0/16), or dual-stack: IPv4 first, then IPv6 (10.32.0.0/16,fd00:10:32::/108); " +
+        "the first address of the first block is the kubernetes Service IP.",
+    clusterCidr: "Pod IP range (seed: 10.0.0.0/12), or dual-stack: an IPv4 and an IPv6 block joined by a comma.",
     nodePortRange: "NodePort range (seed: 30000-32767).",
     clusterName: "Cluster name for the controller manager and kubeconfigs (seed: kubernetes).",
     etcdClusterToken: "etcd's --initial-cluster-token (seed: etcd-cluster-0).",
@@ -163,7 +167,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     mirrorUrl: "Base URL of a mirror laid out like the upstream release URLs; empty: the upstream URLs.",
     sha256: "Expected sha256 per artifact (etcd tarball, kube binaries), verified on the host before install.",
     pkiDir: "Directory with chapter 4's files instead of the generated PKI; empty: generate it.",
-    extraSans: "More DNS names and IPv4 addresses for the API/etcd serving certificate; a change rolls out node by node.",
+    extraSans: "More DNS names and IP addresses for the API/etcd serving certificate; a change rolls out node by node.",
     sshUser: "SSH login user with passwordless sudo on every host (seed: ubuntu).",
     sshPort: "SSH port on every host (22).",
     sshPrivateKeyPath: "Private key file for SSH; read at up, kept a secret.",
@@ -237,8 +241,10 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         (config as unknown as Record<string, unknown>)[name] = raw[name];
     }
 
-    // Machines: names and addresses.
-    const checkMachine = (name: string, machine: unknown, where: string): machine is Machine => {
+    // Machines: names and addresses. Control nodes are IPv4: IPVS direct routing hands them the IPv4 VIP's
+    // packets (a real server must be of the VIP's family), and each API server advertises its node's address.
+    const addresses = new Map<Machine, Address>();
+    const checkMachine = (name: string, machine: unknown, where: string, ipv6: boolean): machine is Machine => {
         if (machine === null || typeof machine !== "object" || Array.isArray(machine)) {
             fail(name, `${where} must be an object with name and address`);
             return false;
@@ -249,9 +255,16 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
             fail(name, `${where}: name ${JSON.stringify(m.name)} is not a valid host name`);
             ok = false;
         }
-        if (typeof m.address !== "string" || parseIPv4(m.address) === undefined) {
-            fail(name, `${where}: address ${JSON.stringify(m.address)} is not an IPv4 address`);
+        const address = parseAddress(m.address);
+        if (!address) {
+            fail(name, `${where}: address ${JSON.stringify(m.address)} is not an ${ipv6 ? "IP" : "IPv4"} address`);
             ok = false;
+        } else if (address.kind() === "ipv6" && !ipv6) {
+            fail(name, `${where}: address ${m.address} is IPv6, which this design cannot serve yet: control nodes ` +
+                "need IPv4 addresses (IPVS direct routing forwards the IPv4 VIP to them)");
+            ok = false;
+        } else {
+            addresses.set(machine as Machine, address);
         }
         return ok;
     };
@@ -261,22 +274,28 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         warnings.push(`${key("nodes")}: ${config.nodes.length} control nodes: an even etcd cluster tolerates ` +
             `no more failures than ${config.nodes.length - 1} nodes; use an odd count`);
     }
-    const goodNodes = config.nodes.filter((node, i) => checkMachine("nodes", node, `node #${i}`));
-    const goodGateway = checkMachine("gateway", config.gateway, "gateway");
+    const goodNodes = config.nodes.filter((node, i) => checkMachine("nodes", node, `node #${i}`, false));
+    const goodGateway = checkMachine("gateway", config.gateway, "gateway", true);
     const machines = [...goodNodes, ...(goodGateway ? [config.gateway] : [])];
     const seen = (values: string[]) => values.filter((v, i) => values.indexOf(v) !== i);
     for (const dup of new Set(seen(machines.map(m => m.name)))) {
         fail("nodes", `host name ${dup} is used twice`);
     }
-    for (const dup of new Set(seen(machines.map(m => m.address)))) {
+    // Compared as addresses, in their canonical form: fd00::11 and fd00:0::11 are one address.
+    for (const dup of new Set(seen(machines.map(m => addresses.get(m)!.toString())))) {
         fail("nodes", `address ${dup} is used twice`);
     }
 
     // The VIP and its name.
-    if (parseIPv4(config.vip) === undefined) {
+    const vip = parseAddress(config.vip);
+    if (!vip) {
         fail("vip", `${JSON.stringify(config.vip)} is not an IPv4 address`);
+    } else if (vip.kind() === "ipv6") {
+        fail("vip", `${config.vip} is IPv6, which this design cannot serve yet: the VIP is IPv4 (IPVS direct ` +
+            "routing with the VIP on every control node's lo, kept silent there by the IPv4-only ARP sysctls " +
+            "arp_ignore and arp_announce)");
     } else {
-        for (const m of machines.filter(m => m.address === config.vip)) {
+        for (const m of machines.filter(m => sameAddress(addresses.get(m)!, vip))) {
             fail("vip", `${config.vip} is the address of ${m.name}; the VIP must be an unassigned address`);
         }
     }
@@ -297,24 +316,44 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     checkPort("apiPort", config.apiPort);
     checkPort("sshPort", config.sshPort);
 
-    // Networks.
-    const service = parseCidr(config.serviceCidr);
-    const cluster = parseCidr(config.clusterCidr);
-    if (!service) {
-        fail("serviceCidr", `${JSON.stringify(config.serviceCidr)} is not a CIDR block such as 10.32.0.0/16`);
-    } else if (service.prefix > 30) {
-        fail("serviceCidr", `${config.serviceCidr} is too small for services`);
+    // Networks: one block, or two of different families (dual-stack), as Kubernetes 1.28 takes them.
+    const blocks = (name: "serviceCidr" | "clusterCidr", example: string): Cidr[] => {
+        const parsed = config[name].split(",").map(parseCidr);
+        if (parsed.length > 2 || parsed.some(block => !block)) {
+            fail(name, `${JSON.stringify(config[name])} is not a CIDR block such as ${example}, or an IPv4 and an ` +
+                "IPv6 block joined by a comma (dual-stack)");
+            return [];
+        }
+        const good = parsed as Cidr[];
+        if (good.length === 2 && good[0].family === good[1].family) {
+            fail(name, `${config[name]}: a dual-stack range is one IPv4 and one IPv6 block`);
+            return [];
+        }
+        return good;
+    };
+    const service = blocks("serviceCidr", "10.32.0.0/16");
+    const cluster = blocks("clusterCidr", "10.0.0.0/12");
+    if (service[0]?.family === "ipv6") {
+        fail("serviceCidr", `${config.serviceCidr}: the first (primary) block is IPv6, which this design cannot ` +
+            "serve yet: kube-apiserver needs the primary service block in the family of the address it advertises, " +
+            "the control node's IPv4 address (put the IPv4 block first)");
     }
-    if (!cluster) {
-        fail("clusterCidr", `${JSON.stringify(config.clusterCidr)} is not a CIDR block such as 10.0.0.0/12`);
+    for (const block of service) {
+        // kube-apiserver 1.28 allocates at most 2^20 service addresses: at least a /12 (IPv4) or /108 (IPv6).
+        if (block.hostBits < 2) {
+            fail("serviceCidr", `${block.text} is too small for services`);
+        } else if (block.hostBits > 20) {
+            fail("serviceCidr", `${block.text} is too large: kube-apiserver takes at most a ` +
+                `/${block.prefix + block.hostBits - 20} (2^20 addresses)`);
+        }
+        for (const other of cluster.filter(other => cidrsOverlap(block, other))) {
+            fail("serviceCidr", `${block.text} overlaps clusterCidr ${other.text}`);
+        }
     }
-    if (service && cluster && cidrsOverlap(service, cluster)) {
-        fail("serviceCidr", `${config.serviceCidr} overlaps clusterCidr ${config.clusterCidr}`);
-    }
-    for (const [name, block] of [["serviceCidr", service], ["clusterCidr", cluster]] as const) {
-        for (const m of machines) {
-            if (block && cidrContains(block, parseIPv4(m.address)!)) {
-                fail(name, `${config[name]} contains the address of ${m.name} (${m.address})`);
+    for (const [name, list] of [["serviceCidr", service], ["clusterCidr", cluster]] as const) {
+        for (const block of list) {
+            for (const m of machines.filter(m => cidrContains(block, addresses.get(m)!))) {
+                fail(name, `${block.text} contains the address of ${m.name} (${m.address})`);
             }
         }
     }
@@ -349,8 +388,8 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         }
     }
     for (const san of config.extraSans) {
-        if (typeof san !== "string" || (parseIPv4(san) === undefined && !DNS_NAME.test(san))) {
-            fail("extraSans", `${JSON.stringify(san)} is neither a DNS name nor an IPv4 address`);
+        if (typeof san !== "string" || (parseAddress(san) === undefined && !DNS_NAME.test(san))) {
+            fail("extraSans", `${JSON.stringify(san)} is neither a DNS name nor an IP address`);
         }
     }
     if (config.pkiDir !== "") {

@@ -1,64 +1,81 @@
-// IPv4 and CIDR arithmetic for config validation and for the first service IP. Pure functions.
+// IP addresses and CIDR blocks, IPv4 and IPv6, parsed and compared by ipaddr.js: for config validation and for
+// the first service IP. Pure functions.
+import * as ipaddr from "ipaddr.js";
 
-/** Parses a dotted-quad IPv4 address into a 32-bit unsigned number, or undefined when malformed. */
-export function parseIPv4(text: string): number | undefined {
-    const parts = text.split(".");
-    if (parts.length !== 4) {
+export type Address = ipaddr.IPv4 | ipaddr.IPv6;
+export type Family = "ipv4" | "ipv6";
+
+/**
+ * An IP address as Kubernetes and ip(8) write it: a dotted quad (no leading zeros, no shorthand), or an IPv6
+ * address without a zone. Otherwise undefined.
+ */
+export function parseAddress(text: unknown): Address | undefined {
+    if (typeof text !== "string") {
         return undefined;
     }
-    let value = 0;
-    for (const part of parts) {
-        if (!/^(0|[1-9][0-9]{0,2})$/.test(part) || Number(part) > 255) {
-            return undefined;
-        }
-        value = value * 256 + Number(part);
+    if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+        return ipaddr.IPv4.parse(text);
     }
-    return value;
+    return ipaddr.IPv6.isValid(text) && !text.includes("%") ? ipaddr.IPv6.parse(text) : undefined;
 }
 
-export function formatIPv4(value: number): string {
-    return [24, 16, 8, 0].map(shift => Math.floor(value / 2 ** shift) % 256).join(".");
+/** Whether two written addresses are the same address (fd00::1 and fd00:0::1 are). */
+export function sameAddress(a: Address, b: Address): boolean {
+    return a.kind() === b.kind() && a.toNormalizedString() === b.toNormalizedString();
 }
 
 export interface Cidr {
+    /** As written in the config. */
+    text: string;
     /** First address of the block. */
-    base: number;
+    base: Address;
     prefix: number;
-    /** Number of addresses in the block. */
-    size: number;
+    family: Family;
+    /** Bits of the address left to the block's hosts: 32 or 128 minus the prefix. */
+    hostBits: number;
 }
 
-/** Parses `a.b.c.d/n`; the address must be the block's first address (10.32.0.0/16, not 10.32.0.1/16). */
+/** Parses `address/prefix`; the address must be the block's first (10.32.0.0/16, not 10.32.0.1/16). */
 export function parseCidr(text: string): Cidr | undefined {
-    const match = /^([0-9.]+)\/([0-9]{1,2})$/.exec(text);
-    if (!match) {
+    const match = /^([^/]+)\/(0|[1-9][0-9]{0,2})$/.exec(text);
+    const base = match ? parseAddress(match[1]) : undefined;
+    if (!match || !base) {
         return undefined;
     }
-    const address = parseIPv4(match[1]);
     const prefix = Number(match[2]);
-    if (address === undefined || prefix > 32) {
+    const bits = base.kind() === "ipv4" ? 32 : 128;
+    if (prefix > bits) {
         return undefined;
     }
-    const size = 2 ** (32 - prefix);
-    if (address % size !== 0) {
+    const network = base.kind() === "ipv4" ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
+    if (!sameAddress(network, base)) {
         return undefined;
     }
-    return { base: address, prefix, size };
+    return { text, base, prefix, family: base.kind(), hostBits: bits - prefix };
 }
 
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
-    return a.base < b.base + b.size && b.base < a.base + a.size;
+    return a.family === b.family && (cidrContains(a, b.base) || cidrContains(b, a.base));
 }
 
-export function cidrContains(block: Cidr, address: number): boolean {
-    return address >= block.base && address < block.base + block.size;
+export function cidrContains(block: Cidr, address: Address): boolean {
+    return block.family === address.kind() && address.match(block.base, block.prefix);
 }
 
-/** The ClusterIP of the `kubernetes` Service: the first usable address of the service CIDR (10.32.0.1). */
+/**
+ * The ClusterIP of the `kubernetes` Service: the first usable address of the service range, of its first
+ * (primary) block when the range is dual-stack (10.32.0.1 for 10.32.0.0/16,fd00:10:32::/108).
+ */
 export function firstServiceIP(serviceCidr: string): string {
-    const block = parseCidr(serviceCidr);
+    const block = parseCidr(serviceCidr.split(",")[0]);
     if (!block) {
         throw new Error(`not a CIDR block: ${serviceCidr}`);
     }
-    return formatIPv4(block.base + 1);
+    const bytes = block.base.toByteArray();
+    let i = bytes.length - 1;
+    for (; bytes[i] === 255; i--) {
+        bytes[i] = 0;
+    }
+    bytes[i] += 1;
+    return ipaddr.fromByteArray(bytes).toString();
 }

@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { ClusterConfig, expandHome } from "./config";
-import { firstServiceIP, parseIPv4 } from "./net";
+import { firstServiceIP, parseAddress } from "./net";
 import { toYaml } from "./render/yaml";
 
 /** Every file chapter 5 copies onto the hosts, as Pulumi values. */
@@ -36,7 +36,7 @@ export function kubernetesSans(config: ClusterConfig): SubjectAltNames {
     const serviceNames = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
         "kubernetes.default.svc.cluster", "kubernetes.default.svc.cluster.local"];
     const unique = (values: string[]) => [...new Set(values)];
-    const extraIps = config.extraSans.filter(san => parseIPv4(san) !== undefined);
+    const extraIps = config.extraSans.filter(san => parseAddress(san) !== undefined);
     const extraNames = config.extraSans.filter(san => !extraIps.includes(san));
     return {
         dnsNames: unique([...config.nodes.map(n => n.name), config.vipName, ...serviceNames, "localhost", ...extraNames]),

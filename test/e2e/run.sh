@@ -15,29 +15,9 @@ work=$(mktemp -d /tmp/kcp-e2e.XXXXXX)
 # A fresh local backend: the run starts from an empty stack.
 export PULUMI_BACKEND_URL="file://$work/state"
 mkdir -p "$work/state" "$work/bin"
-passed=0 failed=0
-T0=$SECONDS
-
-log() { printf '[e2e %(%H:%M:%S)T +%ss] %s\n' -1 "$((SECONDS - T0))" "$*" >&2; }
-ok() {
-  passed=$((passed + 1))
-  log "PASS $*"
-}
-fail() {
-  failed=$((failed + 1))
-  log "FAIL $*"
-}
-# check WHAT CMD...: one assertion.
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else fail "$what"; fi
-}
-finish() {
-  log "e2e took $((SECONDS - T0))s"
-  printf '%s passed, %s failed\n' "$passed" "$failed"
-  ((failed == 0))
-}
+TEST_TAG=e2e
+# shellcheck source=test/lib.sh
+source test/lib.sh
 
 run_pulumi() { lab/exec.sh pulumi --non-interactive --stack "$STACK" "$@"; }
 on() { lab_ssh "$@"; }
@@ -78,15 +58,6 @@ snapshot() {
     sysctl net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce
     if command -v ipvsadm >/dev/null; then sudo ipvsadm -Ln; fi'
 }
-wait_for() {
-  local what=$1 timeout=$2 t0=$SECONDS
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 < timeout)) || return 1
-    sleep 1
-  done
-  log "$what after $((SECONDS - t0))s"
-}
 # restarted HOST: the units restarted by a stop and start between the two start_times snapshots. A leader
 # controller manager or scheduler whose local API server restarts loses its lease and exits; systemd then
 # restarts it (Restart=on-failure, NRestarts + 1): that is Kubernetes' leader election, not the program.
@@ -107,7 +78,7 @@ source test/e2e/traffic.sh
 kubectl_src=$(lab_kubectl)
 install -m 0755 "$kubectl_src" "$work/bin/kubectl"
 
-log "snapshot of every host before up"
+test_log "snapshot of every host before up"
 for h in "${LAB_HOSTS[@]}"; do snapshot "$h" >"$work/before.$h"; done
 
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
@@ -118,11 +89,11 @@ cp Pulumi.lab.yaml "$work/Pulumi.lab.first.yaml"
 # 1. up from an empty stack.
 t=$SECONDS
 if run_pulumi up --yes --skip-preview >"$work/up1.log" 2>&1; then
-  ok "pulumi up from an empty stack ($((SECONDS - t))s)"
+  pass "pulumi up from an empty stack ($((SECONDS - t))s)"
 else
   fail "pulumi up from an empty stack"
   tail -n 60 "$work/up1.log" >&2
-  finish
+  test_done; exit
 fi
 run_pulumi stack output caCert >"$work/ca.pem"
 run_pulumi stack output adminKubeconfig --show-secrets >"$work/admin.kubeconfig"
@@ -164,7 +135,7 @@ rolled_up() {
   local name=$1 what=$2 t=$SECONDS took
   for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
   traffic_start "$name"
-  if run_pulumi up --yes --skip-preview >"$work/up-$name.log" 2>&1; then took=$((SECONDS - t)); ok "pulumi up: $what (${took}s)"; else
+  if run_pulumi up --yes --skip-preview >"$work/up-$name.log" 2>&1; then took=$((SECONDS - t)); pass "pulumi up: $what (${took}s)"; else
     took=$((SECONDS - t))
     fail "pulumi up: $what"
     tail -n 40 "$work/up-$name.log" >&2
@@ -257,7 +228,7 @@ only_restarted "kube-apiserver kube-controller-manager kube-scheduler"
 check "the upgrade ran in the skew policy's order: every API server before the first controller manager or scheduler" \
   finished_before "$work/up-kubernetes-upgrade.log" 'kube-apiserver-control[0-9]-service' 'kube-(controller-manager|scheduler)-control[0-9]-service' 
 check "the VIP answers after the rolling changes" test "$(vip_healthz)" = ok
-log "rolling changes (what, seconds, requests sent, failed):"
+test_log "rolling changes (what, seconds, requests sent, failed):"
 cat "$work/rolling.tsv" >&2
 
 # 7. a control node restarts: the VIP on lo, the ARP sysctls and every service come back.
@@ -294,13 +265,13 @@ check "and then changes nothing" run_pulumi preview --expect-no-changes
 cp "$work/Pulumi.lab.first.yaml" Pulumi.lab.yaml
 
 # 9. destroy leaves each host as it was.
-if run_pulumi destroy --yes --skip-preview >"$work/destroy.log" 2>&1; then ok "pulumi destroy"; else
+if run_pulumi destroy --yes --skip-preview >"$work/destroy.log" 2>&1; then pass "pulumi destroy"; else
   fail "pulumi destroy"
   tail -n 40 "$work/destroy.log" >&2
 fi
 for h in "${LAB_HOSTS[@]}"; do
   snapshot "$h" >"$work/after.$h"
-  if diff -u "$work/before.$h" "$work/after.$h" >"$work/diff.$h"; then ok "$h is as it was before up"; else
+  if diff -u "$work/before.$h" "$work/after.$h" >"$work/diff.$h"; then pass "$h is as it was before up"; else
     fail "$h differs from before up"
     cat "$work/diff.$h" >&2
   fi
@@ -314,4 +285,4 @@ check "the VIP answers again" test "$(vip_healthz)" = ok
 check "pulumi destroy again" run_pulumi destroy --yes --skip-preview
 
 rm -rf "$work"
-finish
+test_done

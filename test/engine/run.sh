@@ -41,15 +41,8 @@ mkdir -p "$TMP/state"
 export HOME="$TMP/home"
 mkdir -p "$HOME"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'ok   - %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL - %s\n' "$1"; [[ $# -gt 1 ]] && printf '       %s\n' "${@:2}"; return 0; }
-check() { # check NAME COMMAND...: passes when the command succeeds
-    local name="$1"
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=test/lib.sh
+source "$ROOT/test/lib.sh"
 
 # Every pulumi command runs without a network, loopback excepted (engine <-> plugins talk over 127.0.0.1).
 ISOLATE=()
@@ -83,14 +76,31 @@ else
 fi
 
 # --- 1. preview of the dev stack ----------------------------------------------------------------------------
+# plain_stack_config FILE: the stack file's plain config, nothing else: no encryptionsalt, secretsprovider or
+# encryptedkey (they belong to the stack the file was made for), no secure values (encrypted for that stack).
+plain_stack_config() {
+    (cd "$ROOT" && node -e '
+        const YAML = require("yaml");
+        const plain = v => Array.isArray(v) ? v.map(plain)
+            : v !== null && typeof v === "object" ? Object.fromEntries(Object.entries(v)
+                .filter(([, x]) => !(x !== null && typeof x === "object" && "secure" in x)).map(([k, x]) => [k, plain(x)]))
+            : v;
+        const stack = YAML.parse(require("fs").readFileSync(process.argv[1], "utf8")) ?? {};
+        process.stdout.write(YAML.stringify({ config: plain(stack.config ?? {}) }));
+    ' "$1")
+}
+
 test_dev_preview() {
     local project="$TMP/project" key="${1:-}" label="${2:-no SSH key}"
     rm -rf "$project"
     mkdir -p "$project"
-    # A copy, so `stack init` (which writes the passphrase salt into Pulumi.dev.yaml) leaves the tree alone.
-    cp -r "$ROOT/index.ts" "$ROOT/components" "$ROOT/Pulumi.yaml" "$ROOT/Pulumi.dev.yaml" "$ROOT/tsconfig.json" \
-        "$ROOT/package.json" "$project/"
+    # A copy of the program with a stack file of its own: `stack init` writes its passphrase salt there, not
+    # into Pulumi.dev.yaml, and what the user's stack file holds besides the seed's plain config (the salt
+    # `pulumi stack select --create dev` wrote for their passphrase, values encrypted with it) stays out.
+    cp -r "$ROOT/index.ts" "$ROOT/components" "$ROOT/Pulumi.yaml" "$ROOT/tsconfig.json" "$ROOT/package.json" "$project/"
     ln -s "$ROOT/node_modules" "$project/node_modules"
+    plain_stack_config "$ROOT/Pulumi.dev.yaml" >"$project/Pulumi.dev.yaml" \
+        || { fail "dev stack ($label): a plain copy of Pulumi.dev.yaml"; return; }
     (cd "$project" && pulumi_ stack init dev --secrets-provider passphrase >/dev/null 2>&1) \
         || { fail "dev stack ($label): stack init"; return; }
     if [[ -n "$key" ]]; then
@@ -358,5 +368,4 @@ check "preview.yml runs on pull requests and previews the dev stack with pulumi/
     bash -c "grep -q '^  pull_request' '$WORKFLOW' && grep -Eq 'uses: pulumi/actions@' '$WORKFLOW' \
         && grep -Eq 'command: preview' '$WORKFLOW' && grep -Eq 'stack-name: dev' '$WORKFLOW'"
 
-echo "$passed passed, $failed failed"
-[[ "$failed" == 0 ]]
+test_done

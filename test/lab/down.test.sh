@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Checks, after npm run lab:down, that nothing of the lab remains.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lab/lib.sh
-source "$repo/lab/lib.sh"
 # shellcheck source=test/lab/helpers.sh
-source "$here/helpers.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/helpers.sh"
 
 check_not "no network namespace $LAB_NS (ip netns list)" sh -c "ip netns list | grep -qw $LAB_NS"
 check_not "no $LAB_NS_PATH" test -e "$LAB_NS_PATH"

@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Checks a lab that is up (npm run lab:up): the hosts look to the program like the seed's VMs.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lab/lib.sh
-source "$repo/lab/lib.sh"
 # shellcheck source=test/lab/helpers.sh
-source "$here/helpers.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/helpers.sh"
 
 require_lab_up
 

@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # Checks lab/lib.sh's process helpers on processes of their own (no lab needed).
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lab/lib.sh
-source "$repo/lab/lib.sh"
 # shellcheck source=test/lab/helpers.sh
-source "$here/helpers.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/helpers.sh"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -20,14 +20,8 @@ KUBE_REL="kubernetes-release/release/v${KUBE_VERSION}/bin/linux/${ARCH}"
 ETCD_NAME="etcd-v${ETCD_VERSION}-linux-${ARCH}"
 ETCD_REL="etcd-io/etcd/releases/download/v${ETCD_VERSION}/${ETCD_NAME}.tar.gz"
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-finish() {
-  echo "${PASSED} passed, ${FAILED} failed"
-  ((FAILED == 0))
-}
+# shellcheck source=test/lib.sh
+source "$ROOT/test/lib.sh"
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -49,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 for tool in curl python3 sha256sum tar; do
-  command -v "$tool" >/dev/null || { fail "tool $tool missing"; finish; exit 1; }
+  command -v "$tool" >/dev/null || { fail "tool $tool missing"; test_done; exit; }
 done
 
 # --- serve.sh argument handling ---------------------------------------------
@@ -60,7 +54,7 @@ if ((rc == 2)); then pass "serve.sh rejects a bad port"; else fail "serve.sh wit
 
 if [[ ! -f "$KCP_MIRROR_DIR/SHA256SUMS.json" ]]; then
   fail "no mirror at $KCP_MIRROR_DIR (run: bash lab/mirror/build.sh)"
-  finish; exit 1
+  test_done; exit
 fi
 
 # --- start the server -------------------------------------------------------
@@ -75,7 +69,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 if ((up)); then pass "serve.sh serves on $BASE"; else
-  fail "serve.sh did not come up on $BASE: $(cat "$WORK/serve.log")"; finish; exit 1
+  fail "serve.sh did not come up on $BASE: $(cat "$WORK/serve.log")"; test_done; exit
 fi
 
 curl -fsS -o "$WORK/SHA256SUMS.json" "$BASE/SHA256SUMS.json"
@@ -291,4 +285,4 @@ if ((stopped)); then pass "serve.sh stops on SIGTERM"; else fail "serve.sh still
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
 
-finish
+test_done

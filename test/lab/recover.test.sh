@@ -3,12 +3,8 @@
 # systemd-nspawn was SIGKILLed (its container lives on, orphaned) is ended and
 # booted again, and the rest of the lab is left running.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lab/lib.sh
-source "$repo/lab/lib.sh"
 # shellcheck source=test/lab/helpers.sh
-source "$here/helpers.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/helpers.sh"
 
 require_lab_up
 

@@ -13,12 +13,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=lab/lib.sh
 source "$repo/lab/lib.sh"
+# shellcheck source=test/lib.sh
+source "$repo/test/lib.sh"
 
-passed=0
-failed=0
 log() { printf '[test:lab %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
-# run_file FILE: runs one test file, streams its output, adds to the counts.
+# run_file FILE: runs one test file, streams its output, adds its counts to test/lib.sh's.
 run_file() {
   local f=$1 out rc=0 p q t0=$SECONDS
   log "running ${f#"$repo"/}"
@@ -33,8 +33,8 @@ run_file() {
     q=1
     echo "FAIL: ${f##*/} exited $rc"
   fi
-  passed=$((passed + p))
-  failed=$((failed + q))
+  TEST_PASSES=$((TEST_PASSES + p))
+  TEST_FAILS=$((TEST_FAILS + q))
   log "${f##*/}: $p passed, $q failed in $((SECONDS - t0))s"
 }
 
@@ -44,11 +44,9 @@ step() {
   shift
   log "$name"
   if "$@"; then
-    echo "PASS: $name ($((SECONDS - t0))s)"
-    passed=$((passed + 1))
+    pass "$name ($((SECONDS - t0))s)"
   else
-    echo "FAIL: $name ($((SECONDS - t0))s)"
-    failed=$((failed + 1))
+    fail "$name ($((SECONDS - t0))s)"
     return 1
   fi
 }
@@ -64,8 +62,7 @@ shopt -s nullglob
 for f in "$here"/*.test.sh; do
   [[ ${f##*/} == down.test.sh ]] && continue
   if ((up_ok == 0)) && [[ ${f##*/} == lab.test.sh ]]; then
-    echo "FAIL: lab.test.sh (not run: lab:up failed)"
-    failed=$((failed + 1))
+    fail "lab.test.sh (not run: lab:up failed)"
     continue
   fi
   run_file "$f"
@@ -81,5 +78,4 @@ if [[ ${KCP_LAB_TEST_DOWN:-1} != 0 ]]; then
   fi
 fi
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+test_done

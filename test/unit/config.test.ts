@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { test } from "node:test";
 import { CONFIG_KEYS, DEFAULTS, validateConfig } from "../../components/config";
-import { firstServiceIP } from "../../components/net";
+import { firstServiceIP, parseAddress, parseCidr } from "../../components/net";
 import { renderProjectFile } from "../../components/projectFile";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
@@ -70,6 +70,22 @@ const BAD: [string, Record<string, unknown>, RegExp][] = [
     ["a wrong type", { apiPort: "6443" }, /control-plane:apiPort: expected a number, got a string/],
     ["an unknown key", { vipname: "k8s" }, /control-plane:vipname: unknown key/],
     ["a bad dial limit", { sshDialAttempts: 0 }, /control-plane:sshDialAttempts: 0 is not a whole number from 1 to 20/],
+    // IPv6 and dual-stack: what Kubernetes 1.28 refuses, and what this design cannot serve yet, each said so.
+    ["an IPv4 address with a leading zero", { vip: "192.168.01.21" }, /control-plane:vip: "192.168.01.21" is not an IPv4 address/],
+    ["a gateway address that is no IP address", { gateway: { name: "gateway", address: "fd00::1::2" } }, /control-plane:gateway: gateway: address "fd00::1::2" is not an IP address/],
+    ["an IPv6 address with a zone", { gateway: { name: "gateway", address: "fe80::1%enp0s1" } }, /control-plane:gateway: gateway: address "fe80::1%enp0s1" is not an IP address/],
+    ["an IPv6 VIP", { vip: "fd00::21" }, /control-plane:vip: fd00::21 is IPv6, which this design cannot serve yet: the VIP is IPv4 \(IPVS direct routing .*arp_ignore and arp_announce\)/],
+    ["an IPv6 control node", { nodes: [{ name: "control0", address: "fd00::11" }] }, /control-plane:nodes: node #0: address fd00::11 is IPv6, which this design cannot serve yet: control nodes need IPv4 addresses/],
+    ["an IPv6 primary service block", { serviceCidr: "fd00:10:32::/108,10.32.0.0/16" }, /control-plane:serviceCidr: fd00:10:32::\/108,10.32.0.0\/16: the first \(primary\) block is IPv6, which this design cannot serve yet: .*put the IPv4 block first/],
+    ["an IPv6-only service range", { serviceCidr: "fd00:10:32::/108" }, /control-plane:serviceCidr: fd00:10:32::\/108: the first \(primary\) block is IPv6/],
+    ["two IPv4 service blocks", { serviceCidr: "10.32.0.0/16,10.33.0.0/16" }, /control-plane:serviceCidr: 10.32.0.0\/16,10.33.0.0\/16: a dual-stack range is one IPv4 and one IPv6 block/],
+    ["three service blocks", { serviceCidr: "10.32.0.0/16,fd00:10:32::/108,fd00:10:33::/108" }, /control-plane:serviceCidr: ".*" is not a CIDR block such as 10.32.0.0\/16, or an IPv4 and an IPv6 block joined by a comma \(dual-stack\)/],
+    ["an IPv6 block that is not a block", { serviceCidr: "10.32.0.0/16,fd00:10:32::1/108" }, /control-plane:serviceCidr: "10.32.0.0\/16,fd00:10:32::1\/108" is not a CIDR block/],
+    ["an IPv4 service range larger than kube-apiserver takes", { serviceCidr: "10.32.0.0/11" }, /control-plane:serviceCidr: 10.32.0.0\/11 is too large: kube-apiserver takes at most a \/12 \(2\^20 addresses\)/],
+    ["an IPv6 service block larger than kube-apiserver takes", { serviceCidr: "10.32.0.0/16,fd00:10:32::/64" }, /control-plane:serviceCidr: fd00:10:32::\/64 is too large: kube-apiserver takes at most a \/108/],
+    ["a service block too small", { serviceCidr: "10.32.0.0/31" }, /control-plane:serviceCidr: 10.32.0.0\/31 is too small for services/],
+    ["overlapping IPv6 blocks", { serviceCidr: "10.32.0.0/16,fd00:10::/108", clusterCidr: "10.0.0.0/12,fd00:10::/56" }, /control-plane:serviceCidr: fd00:10::\/108 overlaps clusterCidr fd00:10::\/56/],
+    ["an IPv6 pod block holding the gateway", { gateway: { name: "gateway", address: "fd00:10::10" }, clusterCidr: "10.0.0.0/12,fd00:10::/56" }, /control-plane:clusterCidr: fd00:10::\/56 contains the address of gateway \(fd00:10::10\)/],
 ];
 
 for (const [what, raw, message] of BAD) {
@@ -82,6 +98,30 @@ for (const [what, raw, message] of BAD) {
 test("every problem is reported at once", () => {
     const { errors } = validateConfig({ vip: "x", arch: "mips", etcdVersion: "3", nodePortRange: "a-b" }, noFiles);
     assert.equal(errors.length, 4, JSON.stringify(errors));
+});
+
+test("IPv6 where this design serves it: a dual-stack serviceCidr (IPv4 first), clusterCidr either way, the gateway's address", () => {
+    const { config, errors } = validateConfig({
+        serviceCidr: "10.32.0.0/16,fd00:10:32::/108", clusterCidr: "fd00:10::/56,10.0.0.0/12",
+        gateway: { name: "gateway", address: "fd00:1::10" },
+    }, noFiles);
+    assert.deepEqual(errors, []);
+    assert.equal(config.serviceCidr, "10.32.0.0/16,fd00:10:32::/108");
+    assert.equal(firstServiceIP(config.serviceCidr), "10.32.0.1", "the kubernetes Service IP comes from the primary block");
+    assert.deepEqual(validateConfig({ clusterCidr: "fd00:10::/48" }, noFiles).errors, [], "an IPv6-only pod range");
+});
+
+test("addresses and blocks are read strictly, in both families; the first service IP of either family", () => {
+    for (const bad of ["192.168.1", "192.168.01.1", "0x7f.0.0.1", "fe80::1%lo", "fd00::1::2", "", " 10.0.0.1"]) {
+        assert.equal(parseAddress(bad), undefined, bad);
+    }
+    assert.equal(parseAddress("fd00:0:0::10")?.toString(), "fd00::10");
+    assert.equal(parseAddress("192.168.1.11")?.kind(), "ipv4");
+    assert.equal(parseCidr("fd00:10:32::/108")?.hostBits, 20);
+    assert.equal(parseCidr("fd00:10:32::1/108"), undefined, "not the block's first address");
+    assert.equal(parseCidr("10.0.0.0/33"), undefined);
+    assert.equal(firstServiceIP("fd00:10:32::/108"), "fd00:10:32::1");
+    assert.equal(firstServiceIP("10.32.255.0/24"), "10.32.255.1");
 });
 
 test("an even number of control nodes is allowed with a warning", () => {

@@ -254,6 +254,20 @@ describe("other shapes of cluster", () => {
         });
     }
 
+    test("dual-stack service and pod ranges, and a gateway reached over IPv6", () => {
+        const run = runProgram(devConfig({
+            serviceCidr: "10.32.0.0/16,fd00:10:32::/108", clusterCidr: "10.0.0.0/12,fd00:10::/56",
+            gateway: { name: "gateway", address: "fd00:1::10" },
+        }));
+        checkGraph(run, 3);
+        const api = reveal(byName(run, "kube-apiserver-control0-service").inputs.stdin) as string;
+        assert.match(api, /--service-cluster-ip-range=10\.32\.0\.0\/16,fd00:10:32::\/108 /);
+        const cm = reveal(byName(run, "kube-controller-manager-control0-service").inputs.stdin) as string;
+        assert.match(cm, /--cluster-cidr=10\.0\.0\.0\/12,fd00:10::\/56 /);
+        const gateway = reveal(byName(run, "api-load-balancer-ldirectord-config").inputs.connection) as Record<string, unknown>;
+        assert.equal(gateway.host, "fd00:1::10");
+    });
+
     test("amd64 hosts and a mirror with checksums", () => {
         const sum = "a".repeat(64);
         const run = runProgram(devConfig({ arch: "amd64", mirrorUrl: "http://192.168.1.1:8080/", sha256: { "kube-apiserver": sum } }));

@@ -1,6 +1,7 @@
 // Every file the program installs, rendered for the seed's lab, against the file the seed writes by hand.
 import { strict as assert } from "assert";
 import { test } from "node:test";
+import { parse } from "yaml";
 import { renderApiServerUnit } from "../../components/apiServer";
 import { DEFAULTS } from "../../components/config";
 import { renderControllerManagerUnit } from "../../components/controllerManager";
@@ -8,6 +9,7 @@ import { renderEtcdUnit } from "../../components/etcd";
 import { renderArpSysctl, renderLdirectordConfig, renderVipUnit } from "../../components/loadBalancer";
 import { apiServerUrl, kubernetesSans, renderEncryptionConfig, renderKubeconfig } from "../../components/pki";
 import { renderSchedulerConfig, renderSchedulerUnit, schedulerConfigApiVersion } from "../../components/scheduler";
+import { toYaml } from "../../components/render/yaml";
 import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
 
 const seed = seedFiles();
@@ -112,6 +114,22 @@ test("the serving certificate's SANs cover nodes, the VIP, loopback and the kube
         assert.ok(sans.dnsNames.includes(name), name);
     }
     assert.ok(kubernetesSans({ ...DEFAULTS, serviceCidr: "10.96.0.0/12" }).ipAddresses.includes("10.96.0.1"));
+    const dual = kubernetesSans({ ...DEFAULTS, serviceCidr: "10.32.0.0/16,fd00:10:32::/108" }).ipAddresses;
+    assert.ok(dual.includes("10.32.0.1") && !dual.includes("fd00:10:32::1"), "dual-stack: the primary block's first IP only");
+});
+
+test("YAML is written for Kubernetes' YAML 1.1 reader: strings (and keys) that 1.1 reads as anything else are quoted", () => {
+    const document = {
+        strings: ["on", "yes", "y", "1:20", "0755", "1.28", "~", "", "a: b"],
+        plain: ["192.168.1.11", "fd00::/108", "system:kube-scheduler", "https://kubernetes:6443"], n: 1, empty: {},
+    };
+    const text = toYaml(document);
+    assert.equal(text, [
+        "strings:", '- "on"', '- "yes"', '- "y"', '- "1:20"', '- "0755"', '- "1.28"', '- "~"', '- ""', '- "a: b"',
+        "plain:", "- 192.168.1.11", "- fd00::/108", "- system:kube-scheduler", "- https://kubernetes:6443", '"n": 1', "empty: {}", "",
+    ].join("\n"));
+    assert.deepEqual(parse(text, { version: "1.1" }), document, "read back by a YAML 1.1 reader");
+    assert.deepEqual(parse(text), document, "read back by a YAML 1.2 reader");
 });
 
 test("kubeconfigs point at https://kubernetes:6443 with the client's identity embedded", () => {

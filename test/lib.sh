@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# The one idiom of the bash tests (test/lab, test/engine, test/e2e). Source it, then:
+#   check NAME CMD...              PASS when CMD succeeds (its output is shown only when it fails)
+#   check_not NAME CMD...          PASS when CMD fails
+#   check_eq NAME WANT CMD...      PASS when CMD prints exactly WANT
+#   pass NAME / fail NAME [DETAIL...]   a result the test decides itself (DETAIL lines indented below)
+#   wait_for WHAT SECONDS CMD...   polls CMD once a second until it succeeds; status 1 after SECONDS
+#   test_log MESSAGE               a progress line on stderr
+#   test_done                      the closing line "N passed, N failed" (what .ci/run counts); status 1
+#                                  when anything failed: a test's last command (or `test_done; exit` to stop)
+# A result is one line, "PASS: NAME" or "FAIL: NAME" (what test/lab/run.sh counts). With TEST_TAG set (e.g.
+# TEST_TAG=e2e), results and progress go to stderr as "[TAG HH:MM:SS +Ns] ...", and test_done logs the time
+# the whole run took: for long runs.
+TEST_PASSES=0
+TEST_FAILS=0
+TEST_T0=$SECONDS
+# Progress lines go to the stderr the test started with, also from inside a check (which captures output).
+exec {TEST_LOG_FD}>&2
+
+# _test_out: where results go, stdout (or the log, with TEST_TAG).
+_test_out() {
+  if [[ -n ${TEST_TAG:-} ]]; then cat >&"$TEST_LOG_FD"; else cat; fi
+}
+_test_line() {
+  if [[ -n ${TEST_TAG:-} ]]; then
+    printf '[%s %(%H:%M:%S)T +%ss] %s\n' "$TEST_TAG" -1 "$((SECONDS - TEST_T0))" "$*" >&"$TEST_LOG_FD"
+  else
+    printf '%s\n' "$*"
+  fi
+}
+# _test_details TEXT...: the lines of each TEXT (its last 40) indented under the result.
+_test_details() {
+  local d
+  for d in "$@"; do
+    [[ -z $d ]] || printf '%s\n' "$d" | tail -n 40 | sed 's/^/    /' | _test_out
+  done
+}
+
+test_log() {
+  if [[ -n ${TEST_TAG:-} ]]; then _test_line "$*"; else printf '%s\n' "$*" >&"$TEST_LOG_FD"; fi
+}
+
+pass() {
+  TEST_PASSES=$((TEST_PASSES + 1))
+  _test_line "PASS: $1"
+}
+fail() {
+  TEST_FAILS=$((TEST_FAILS + 1))
+  _test_line "FAIL: $1"
+  _test_details "${@:2}"
+}
+
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi
+}
+check_not() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then fail "$name" "$out"; else pass "$name"; fi
+}
+check_eq() {
+  local name=$1 want=$2 out
+  shift 2
+  out=$("$@" 2>&1) || true
+  if [[ $out == "$want" ]]; then pass "$name"; else fail "$name (want '$want', got '$out')"; fi
+}
+
+wait_for() {
+  local what=$1 timeout=$2 t0=$SECONDS
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS - t0 < timeout)) || return 1
+    sleep 1
+  done
+  test_log "$what after $((SECONDS - t0))s"
+}
+
+test_done() {
+  [[ -z ${TEST_TAG:-} ]] || test_log "$TEST_TAG took $((SECONDS - TEST_T0))s"
+  echo "$TEST_PASSES passed, $TEST_FAILS failed"
+  return $((TEST_FAILS > 0))
+}
