@@ -205,7 +205,8 @@ for name in "${PLUGIN_NAMES[@]}"; do
     replace="$(setting "${name^^}_GOMOD_REPLACE")"
     (
         cd "$src/provider"
-        if [[ -n $replace ]]; then go mod edit -replace "$replace"; fi
+        # A replaced module's hashes are not in upstream's go.sum: tidy adds them (and changes nothing else).
+        if [[ -n $replace ]]; then go mod edit -replace "$replace" && go mod tidy; fi
         if [[ -f cmd/pulumi-resource-$name/generate.go ]]; then
             VERSION="$version" go generate "./cmd/pulumi-resource-$name"
         fi
