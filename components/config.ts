@@ -84,7 +84,11 @@ export interface ClusterConfig {
     hostKeys: Record<string, string>;
     /** Seconds each SSH dial may take; with `sshDialAttempts`, bounds how long an unreachable host stalls. */
     sshDialTimeoutSeconds: number;
-    /** Dial attempts before a step fails on an unreachable host. */
+    /**
+     * SSH dial attempts per step before it fails on an unreachable host. The command provider makes
+     * `dialErrorLimit` + 1 attempts, backing off 0.1 s x 1.5^n between them: a refused port fails in about
+     * half a second, a silent host in about sshDialAttempts x sshDialTimeoutSeconds.
+     */
     sshDialAttempts: number;
     /** Seconds a health gate waits for a component before failing. */
     healthTimeoutSeconds: number;
@@ -173,7 +177,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     sshPrivateKeyPath: "Private key file for SSH; read at up, kept a secret.",
     hostKeys: "Pinned SSH host keys by host name, authorized_keys format (\"ssh-ed25519 AAAA...\").",
     sshDialTimeoutSeconds: "Seconds each SSH dial may take; with sshDialAttempts, bounds how long an unreachable host stalls.",
-    sshDialAttempts: "Dial attempts before a step fails on an unreachable host.",
+    sshDialAttempts: "SSH dial attempts per step (the command provider's dialErrorLimit + 1, backing off 0.1 s x 1.5^n): a silent host fails in about sshDialAttempts x sshDialTimeoutSeconds.",
     healthTimeoutSeconds: "Seconds a health gate waits for a component before failing.",
     lbHealthCheckPath: "Path ldirectord checks on each API server (seed: /healthz); /readyz takes a stopping API server out before it stops listening.",
     apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain; 0: the seed's flags.",

@@ -99,6 +99,20 @@ start_node() {
   echo "$!" >"$pidfile"
 }
 
+# kvm_works: /dev/kvm is there and a guest really runs on it: the gateway's kernel, booted without a disk,
+# prints its banner within 10 s (seen here: a nested /dev/kvm that runs no guest at all, silent at 100% CPU).
+kvm_works() {
+  [[ ${KCP_LAB_NO_KVM:-0} != 1 && -r /dev/kvm && -w /dev/kvm ]] || return 1
+  local probe=$LAB_RUN/gateway/kvm-probe.log
+  rm -f "$probe"
+  timeout 10 qemu-system-x86_64 -machine q35 -accel kvm -m 128 -smp 1 -nodefaults -no-user-config -display none \
+    -vga none -no-reboot -kernel "$LAB_CACHE/gateway/vmlinuz" -append "console=ttyS0 panic=-1" \
+    -serial "file:$probe" >/dev/null 2>&1 || true
+  if grep -q 'Linux version' "$probe" 2>/dev/null; then return 0; fi
+  lab_log "gateway: /dev/kvm runs no guest here (no kernel banner within 10s): software emulation (TCG)"
+  return 1
+}
+
 start_gateway() {
   local d=$LAB_RUN/gateway img=$LAB_CACHE/gateway
   local pidfile=$d/qemu.pid
@@ -113,9 +127,9 @@ start_gateway() {
   fi
   [[ -f $d/disk.qcow2 ]] ||
     qemu-img create -q -f qcow2 -F qcow2 -b "$img/base.qcow2" "$d/disk.qcow2"
-  # KVM where this machine has it (a usable /dev/kvm), software emulation (TCG) otherwise.
+  # KVM where it works here, software emulation (TCG) otherwise.
   local accel=tcg,tb-size=256 kind=TCG
-  if [[ -r /dev/kvm && -w /dev/kvm ]] && [[ ${KCP_LAB_NO_KVM:-0} != 1 ]]; then accel=kvm kind=KVM; fi
+  if kvm_works; then accel=kvm kind=KVM; fi
   echo "$kind" >"$d/accel"
   lab_log "gateway: starting QEMU/$kind (serial console: $d/console.log)"
   rm -f "$pidfile"

@@ -30,9 +30,9 @@ _test_line() {
 }
 # _test_details TEXT...: the lines of each TEXT (its last 40) indented under the result.
 _test_details() {
-  local d
-  for d in "$@"; do
-    [[ -z $d ]] || printf '%s\n' "$d" | tail -n 40 | sed 's/^/    /' | _test_out
+  local _t_d
+  for _t_d in "$@"; do
+    [[ -z $_t_d ]] || printf '%s\n' "$_t_d" | tail -n 40 | sed 's/^/    /' | _test_out
   done
 }
 
@@ -50,31 +50,33 @@ fail() {
   _test_details "${@:2}"
 }
 
+# The helpers' locals carry a _t_ prefix: bash scopes dynamically, so a local named like a variable of the
+# calling test (out, name) would hide it from the command under check.
 check() {
-  local name=$1 out
+  local _t_name=$1 _t_out
   shift
-  if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi
+  if _t_out=$("$@" 2>&1); then pass "$_t_name"; else fail "$_t_name" "$_t_out"; fi
 }
 check_not() {
-  local name=$1 out
+  local _t_name=$1 _t_out
   shift
-  if out=$("$@" 2>&1); then fail "$name" "$out"; else pass "$name"; fi
+  if _t_out=$("$@" 2>&1); then fail "$_t_name" "$_t_out"; else pass "$_t_name"; fi
 }
 check_eq() {
-  local name=$1 want=$2 out
+  local _t_name=$1 _t_want=$2 _t_out
   shift 2
-  out=$("$@" 2>&1) || true
-  if [[ $out == "$want" ]]; then pass "$name"; else fail "$name (want '$want', got '$out')"; fi
+  _t_out=$("$@" 2>&1) || true
+  if [[ $_t_out == "$_t_want" ]]; then pass "$_t_name"; else fail "$_t_name (want '$_t_want', got '$_t_out')"; fi
 }
 
 wait_for() {
-  local what=$1 timeout=$2 t0=$SECONDS
+  local _t_what=$1 _t_timeout=$2 _t_t0=$SECONDS
   shift 2
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 < timeout)) || return 1
+    ((SECONDS - _t_t0 < _t_timeout)) || return 1
     sleep 1
   done
-  test_log "$what after $((SECONDS - t0))s"
+  test_log "$_t_what after $((SECONDS - _t_t0))s"
 }
 
 test_done() {

@@ -48,7 +48,8 @@ export function hostFor(machine: Machine, ssh: SshAccess): Host {
             privateKey: ssh.privateKey,
             hostKey: ssh.hostKeys[machine.name],
             perDialTimeout: ssh.dialTimeoutSeconds,
-            dialErrorLimit: ssh.dialAttempts,
+            // The provider dials dialErrorLimit + 1 times.
+            dialErrorLimit: ssh.dialAttempts - 1,
         },
         stepOptions: ssh.keyMissing ? { ignoreChanges: ["connection"] } : {},
     };

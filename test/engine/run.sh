@@ -333,6 +333,18 @@ test_command_stack() {
     else
         fail "command stack: pulumi destroy" "$(tail -n 25 "$TMP/command-destroy.log" | tr '\n' ' ' | cut -c1-2000)"
     fi
+    # A failing step: the provider's error text is `<err>: running "<the whole script>":` and the output;
+    # the secret went to stdin, so neither holds it.
+    pulumi_ config set-all "${p[@]}" --plaintext "tag=d" --plaintext "fail=true" --secret "content=secret-four" >/dev/null
+    if pulumi_ up "${p[@]}" --yes --skip-preview >"$TMP/command-fail.log" 2>&1; then
+        fail "command stack: an up whose step fails fails"
+    else
+        check "command stack: a failing step's error shows its script and output (running \"...\": failing on purpose)" \
+            grep -qE 'running ".*cat >.*failing on purpose' <(tr '\n' ' ' <"$TMP/command-fail.log")
+        check "command stack: a failing step's error holds no secret from its stdin" \
+            bash -c "! grep -q secret-four '$TMP/command-fail.log'"
+    fi
+    pulumi_ destroy "${p[@]}" --yes --skip-preview >/dev/null 2>&1
     pulumi_ stack rm "$stack" --cwd "$COMMAND_DIR" --yes >/dev/null 2>&1
 }
 

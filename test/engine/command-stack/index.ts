@@ -9,10 +9,13 @@ const dir = config.require("dir");
 const tag = config.require("tag");
 
 const trace = (script: string) => `set -eu; echo "${script} ${tag}" >>'${dir}/log'`;
+// With config fail=true, create and update fail after reading the secret stdin: the provider's error text
+// then holds the script, which must hold no secret.
+const failing = config.getBoolean("fail") ? `echo "failing on purpose" >&2; exit 3; ` : "";
 
 const traced = new command.local.Command("traced", {
-    create: `${trace("create")}; cat >'${dir}/file'; echo "create done"`,
-    update: `${trace("update")}; cat >'${dir}/file'; echo "update done"`,
+    create: `${trace("create")}; cat >'${dir}/file'; ${failing}echo "create done"`,
+    update: `${trace("update")}; cat >'${dir}/file'; ${failing}echo "update done"`,
     delete: `${trace("delete")}; rm -f '${dir}/file'`,
     stdin: config.requireSecret("content"),
     triggers: [config.get("trigger") ?? "1"],
