@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# npm run bench: wall times of the real program against the lab, each beside the same engine's time for an
-# empty program measured in the same run (ratio = program / empty): cold up, no-change up, preview,
-# destroy; and the failed requests of a bounded request loop through the VIP while one apiserver flag
-# changes (a rolling restart). Needs npm run engine and npm run lab:up. Not a test: it prints figures.
+# npm run bench: figures of the real program against the lab, each beside a baseline measured in the same run.
+#   - wall times of cold up, no-change up, preview and destroy, beside the same engine's time for an empty
+#     program (ratio = program / empty);
+#   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
+#     gate), the first API server healthy, ldirectord's first passing checks (the real-servers gate), the first
+#     controller manager and scheduler answering;
+#   - one row per rolling change (an etcd flag, an API server flag, a controller manager flag): its time, and
+#     the requests a bounded loop sent through the VIP meanwhile and how many failed (test/e2e/traffic.sh).
+# Needs npm run engine and npm run lab:up. Not a test: it prints figures.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -10,11 +15,13 @@ cd "$repo"
 source scripts/lab-engine.sh
 work=$(mktemp -d /tmp/kcp-bench.XXXXXX)
 export PULUMI_BACKEND_URL="file://$work/state"
-mkdir -p "$work/state"
+mkdir -p "$work/state" "$work/bin"
+# shellcheck source=test/e2e/traffic.sh
+source test/e2e/traffic.sh
 # The baseline's stack file is this run's alone.
 trap 'rm -rf "$work" scripts/bench/empty/Pulumi.bench.yaml' EXIT
 
-# timed NAME CMD...: runs CMD, records its wall time in seconds (milliseconds precision).
+# timed NAME CMD...: runs CMD, records its wall time in milliseconds.
 declare -A took
 timed() {
   local name=$1 t0 t1
@@ -30,6 +37,7 @@ empty() { (cd scripts/bench/empty && pulumi --non-interactive --stack bench "$@"
 (cd scripts/bench/empty && pulumi stack init bench --secrets-provider passphrase >/dev/null)
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
+cp Pulumi.lab.yaml "$work/Pulumi.lab.yaml"
 program stack init --secrets-provider passphrase >/dev/null
 
 echo "measuring the empty program (baseline)..." >&2
@@ -38,38 +46,52 @@ timed empty-noop empty up --yes --skip-preview
 timed empty-preview empty preview
 timed empty-destroy empty destroy --yes --skip-preview
 echo "measuring the control plane program against the lab..." >&2
-timed cold-up program up --yes --skip-preview
+timed cold-up program up --yes --skip-preview --event-log "$work/cold-up.events"
 timed noop-up program up --yes --skip-preview
 timed preview program preview
 
-# Requests through the VIP, once every 0.2s for at most 240s, while one apiserver flag changes.
+# The critical path, in milliseconds, from the cold up's event log: how long each gate took (its step's
+# start to its outputs), summed along the chain etcd -> one API server -> the load balancer -> one controller
+# manager and one scheduler.
+critical_ms=$(jq -rs '
+  def took(pat): [ .[] | select(.resourcePreEvent or .resOutputsEvent)
+    | { urn: (.resourcePreEvent.metadata.urn // .resOutputsEvent.metadata.urn), t: .timestamp,
+        end: (.resOutputsEvent != null) } | select(.urn | test(pat)) ]
+    | group_by(.urn) | map((map(select(.end)) | .[0].t) - (map(select(.end | not)) | .[0].t)) | map(select(. != null));
+  (took("etcd-cluster-gate$") | max) + (took("kube-apiserver-control[0-9]+-healthy$") | min)
+  + (took("api-load-balancer-real-servers-healthy$") | max)
+  + ([(took("kube-controller-manager-control[0-9]+-healthy$") | min), (took("kube-scheduler-control[0-9]+-healthy$") | min)] | max)
+  | . * 1000' "$work/cold-up.events")
+
+# Rolling changes under traffic through the VIP.
 program stack output caCert >"$work/ca.pem"
-program config set --path 'apiServerExtraArgs.event-ttl' 2h
-(
-  sent=0 failures=0 deadline=$((SECONDS + 240))
-  while [[ ! -f $work/flag-done ]] && ((SECONDS < deadline)); do
-    sent=$((sent + 1))
-    lab/exec.sh curl -fsS --max-time 2 --cacert "$work/ca.pem" https://kubernetes:6443/healthz >/dev/null 2>&1 ||
-      failures=$((failures + 1))
-    sleep 0.2
-  done
-  echo "$sent $failures" >"$work/loop"
-) &
-loop=$!
-timed flag-up program up --yes --skip-preview
-touch "$work/flag-done"
-wait "$loop"
-read -r sent failures <"$work/loop"
-program config rm --path 'apiServerExtraArgs.event-ttl'
+program stack output adminKubeconfig --show-secrets >"$work/admin.kubeconfig"
+install -m 0755 "$(lab_kubectl)" "$work/bin/kubectl"
+declare -A sent failed
+rolling() {
+  local name=$1 key=$2 value=$3
+  program config set --path "$key" "$value"
+  traffic_start "$name"
+  timed "$name" program up --yes --skip-preview
+  traffic_stop "$name"
+  sent[$name]=$TRAFFIC_SENT failed[$name]=$TRAFFIC_FAILED
+}
+rolling etcd-flag etcdExtraArgs.snapshot-count 20000
+rolling apiserver-flag apiServerExtraArgs.event-ttl 2h
+rolling controller-manager-flag controllerManagerExtraArgs.terminated-pod-gc-threshold 500
+cp "$work/Pulumi.lab.yaml" Pulumi.lab.yaml
 timed destroy program destroy --yes --skip-preview
 
+seconds() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
-row() { printf '%-28s %9.1fs %9.1fs %8sx\n' "$1" "$(awk -v v="${took[$2]}" 'BEGIN{print v/1000}')" \
-  "$(awk -v v="${took[$3]}" 'BEGIN{print v/1000}')" "$(ratio "${took[$2]}" "${took[$3]}")"; }
-printf '\n%-28s %10s %10s %9s\n' "step" "program" "empty" "ratio"
-row "cold up" cold-up empty-up
-row "no-change up" noop-up empty-noop
-row "preview" preview empty-preview
-row "destroy" destroy empty-destroy
-printf '%-28s %9.1fs\n' "up with one apiserver flag" "$(awk -v v="${took[flag-up]}" 'BEGIN{print v/1000}')"
-printf 'VIP requests during that up:  %s sent, %s failed\n' "$sent" "$failures"
+row() { printf '%-34s %9ss %9ss %8sx\n' "$1" "$(seconds "${took[$2]}")" "$(seconds "$3")" "$(ratio "${took[$2]}" "$3")"; }
+printf '\n%-34s %10s %10s %9s\n' "step" "program" "baseline" "ratio"
+row "cold up / empty program" cold-up "${took[empty-up]}"
+row "cold up / its critical path" cold-up "$critical_ms"
+row "no-change up / empty program" noop-up "${took[empty-noop]}"
+row "preview / empty program" preview "${took[empty-preview]}"
+row "destroy / empty program" destroy "${took[empty-destroy]}"
+printf '\n%-34s %10s %14s %8s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed"
+for name in etcd-flag apiserver-flag controller-manager-flag; do
+  printf '%-34s %9ss %14s %8s\n' "$name" "$(seconds "${took[$name]}")" "${sent[$name]}" "${failed[$name]}"
+done
