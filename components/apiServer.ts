@@ -5,7 +5,7 @@ import { kubernetesBinary } from "./artifacts";
 import { ClusterConfig, Machine } from "./config";
 import { clientUrl } from "./etcd";
 import { PkiFiles } from "./pki";
-import { apiServerProfileFiles, kubernetesFileMode, profileFlags, unitFileMode } from "./profile";
+import { apiServerProfileFiles, pkiFileMode, profileFlags, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
 import { Host } from "./remote/host";
@@ -75,7 +75,7 @@ export class ApiServer extends pulumi.ComponentResource {
         super("kthw:index:ApiServer", name, {}, opts);
         const { config, host, pki } = args;
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path: k8s(path), mode: kubernetesFileMode(config, mode), content, ownedDirs: [KUBERNETES_DIR] });
+            ({ what, path: k8s(path), mode: pkiFileMode(config, mode), content, ownedDirs: [KUBERNETES_DIR] });
         const healthz = `https://127.0.0.1:${config.apiPort}/healthz`;
         this.daemon = installDaemon(this, name, {
             host,

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { etcdBinaries } from "./artifacts";
 import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
-import { etcdServiceEntries, etcdUser, profileFlags, systemUserScripts, unitFileMode } from "./profile";
+import { etcdServiceEntries, etcdUser, pkiFileMode, profileFlags, systemUserScripts, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { installDaemon } from "./remote/daemon";
 import { fingerprint } from "./remote/fingerprint";
@@ -79,15 +79,15 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
-        // Hardened: etcd runs as its own user, made first; it owns the data dir and the key.
+        // Hardened: etcd runs as its own user, made first; it owns the data dir and its /etc/etcd files (0600).
         const user = etcdUser(config);
         const deps = user === undefined ? opts.dependsOn : [...asList(opts.dependsOn), remoteStep(`${name}-user`,
-            { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, KEY]) }, childOptions(this, opts.dependsOn))];
+            { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, ETCD_CONFIG_DIR]) }, childOptions(this, opts.dependsOn))];
         const owner = user === undefined ? {} : { owner: `${user}:${user}` };
         const dataDir = dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...owner },
             childOptions(this, deps));
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path, mode, content, ownedDirs: [ETCD_CONFIG_DIR], ...(path === KEY ? owner : {}) });
+            ({ what, path, mode: pkiFileMode(config, mode), content, ownedDirs: [ETCD_CONFIG_DIR], ...owner });
         const daemon = installDaemon(this, name, {
             host,
             binary: etcdBinaries(config),

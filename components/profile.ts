@@ -150,8 +150,8 @@ export function renderAdmissionConfig(): string {
 /** etcd's own user (CIS 1.1.12): created by the program unless it exists, with its group. */
 export const ETCD_USER = "etcd";
 /** The GECOS comment that marks a user (and group) the program created, so its delete removes only those. */
-export const CREATED_USER = "kthw: created with its group";
-export const CREATED_USER_ONLY = "kthw: created, group existed";
+export const CREATED_USER = "created by kthw with its group";
+export const CREATED_USER_ONLY = "created by kthw in an existing group";
 
 /**
  * Creates a system user (and its group unless one exists), marking what it created in the user's comment;
@@ -201,12 +201,12 @@ export function unitFileMode(config: ClusterConfig): string {
     return hardened(config) ? "0600" : "0644";
 }
 
-/** Mode of a file in /var/lib/kubernetes: everything 0600 when hardened (CIS 1.1.20: certificates too). */
-export function kubernetesFileMode(config: ClusterConfig, seedMode: string): string {
+/** Mode of a file in /var/lib/kubernetes or /etc/etcd: everything 0600 when hardened (CIS 1.1.20: certificates too). */
+export function pkiFileMode(config: ClusterConfig, seedMode: string): string {
     return hardened(config) ? "0600" : seedMode;
 }
 
-/** The user etcd runs as and owns its data dir and key; undefined: root, as the seed. */
+/** The user etcd runs as and owns its data dir and /etc/etcd files; undefined: root, as the seed. */
 export function etcdUser(config: ClusterConfig): string | undefined {
     return hardened(config) ? ETCD_USER : undefined;
 }

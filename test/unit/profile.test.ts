@@ -162,7 +162,7 @@ describe("a hardened stack under mocks", () => {
         assert.ok(!seedRun.registrations.some(r => /audit-policy|admission-config/.test(r.name)));
     });
 
-    test("etcd's user comes first; its data dir is etcd:etcd 0700 and its key etcd's, 0600", () => {
+    test("etcd's user comes first; its data dir is etcd:etcd 0700, its /etc/etcd files etcd's, 0600", () => {
         for (const node of ["control0", "control1", "control2"]) {
             const user = byName(run, `etcd-${node}-user`);
             assert.match(scripts(user), /useradd --system .*--user-group --comment 'created by kthw with its group' 'etcd'/);
@@ -172,7 +172,10 @@ describe("a hardened stack under mocks", () => {
                 "install -d -m 0700 '/var/lib/etcd'\nchown -R 'etcd:etcd' '/var/lib/etcd'\n");
             const key = byName(run, `etcd-${node}-key`);
             assert.match(scripts(key), /^chmod 0600 "\$tmp"\nchown 'etcd:etcd' "\$tmp"\n/m);
-            assert.doesNotMatch(scripts(byName(run, `etcd-${node}-ca`)), /chown/);
+            for (const file of ["ca", "cert"]) {
+                assert.match(scripts(byName(run, `etcd-${node}-${file}`)), /^chmod 0600 "\$tmp"\nchown 'etcd:etcd' "\$tmp"\n/m, file);
+            }
+            assert.doesNotMatch(scripts(byName(seedRun, `etcd-${node}-key`)), /chown/);
             for (const step of [dataDir, key, byName(run, `etcd-${node}-service`)]) {
                 assert.ok(step.dependencies.includes(user.urn), `${step.name} after the user`);
             }
