@@ -155,11 +155,14 @@ export const CREATED_USER_ONLY = "created by kthw in an existing group";
 
 /**
  * Creates a system user (and its group unless one exists), marking what it created in the user's comment;
- * the delete gives `handBack` paths back to root (a seed etcd runs as root) and removes only what it made.
+ * the delete gives `handBack` paths back to root (a seed etcd runs as root) and removes only what it made,
+ * also from the shadow tools' backups (/etc/passwd- ...), so no line of it stays in /etc.
  */
 export function systemUserScripts(user: string, home: string, handBack: string[]): StepScripts {
     const u = shq(user);
-    const options = `--system --no-create-home --home-dir ${shq(home)} --shell /usr/sbin/nologin`;
+    const options = `--system --no-log-init --no-create-home --home-dir ${shq(home)} --shell /usr/sbin/nologin`;
+    const forget = (files: string[]) =>
+        `for f in ${files.map(f => `/etc/${f}-`).join(" ")}; do if [ -f "$f" ]; then sed -i ${shq(`/^${user}:/d`)} "$f"; fi; done`;
     return {
         create: script(
             `if ! getent passwd ${u} >/dev/null; then`,
@@ -177,8 +180,12 @@ export function systemUserScripts(user: string, home: string, handBack: string[]
             `  ${shq(CREATED_USER)})`,
             `    userdel ${u}`,
             `    if getent group ${u} >/dev/null; then groupdel ${u}; fi`,
+            `    ${forget(["passwd", "shadow", "group", "gshadow"])}`,
             `    ;;`,
-            `  ${shq(CREATED_USER_ONLY)}) userdel ${u} ;;`,
+            `  ${shq(CREATED_USER_ONLY)})`,
+            `    userdel ${u}`,
+            `    ${forget(["passwd", "shadow"])}`,
+            `    ;;`,
             `  *) ;;`,
             `esac`,
         ),

@@ -218,6 +218,7 @@ test("the etcd user step creates the user and group once, and its delete removes
             `getent passwd kthwtest || echo no-user`,
             `getent group kthwtest || echo no-group`,
             `stat -c %U:%G "${dir}/data"`,
+            `cat /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow- 2>/dev/null | grep -c '^kthwtest:' || true`,
             // An operator's own user is kept.
             `useradd --system --no-create-home kthwtest`,
             `bash "${dir}/create.sh"`,
@@ -227,6 +228,6 @@ test("the etcd user step creates the user and group once, and its delete removes
         const result = spawnSync("unshare", ["-m", "bash", "-c", inNamespace], { encoding: "utf8" });
         fs.rmSync(dir, { recursive: true, force: true });
         assert.equal(result.status, 0, result.stderr);
-        assert.deepEqual(result.stdout.trim().split("\n"), [CREATED_USER, "group", "no-user", "no-group", "root:root", "kept"]);
+        assert.deepEqual(result.stdout.trim().split("\n"), [CREATED_USER, "group", "no-user", "no-group", "root:root", "0", "kept"]);
         assert.equal(spawnSync("getent", ["passwd", "kthwtest"]).status, 2, "the host's /etc never saw the user");
     });
