@@ -69,3 +69,14 @@ test("every unit file passes systemd-analyze verify", () => {
     const typo = verify(["typo.service"]);
     assert.ok(typo.status !== 0 || typo.stderr.includes("Unknown key"));
 });
+
+test("the kube-bench scripts pass shellcheck", () => {
+    const root = path.join(__dirname, "..", "..", "..");
+    const scripts = ["test/cis/build.sh", "test/cis/run.sh", "test/cis/local.sh", "scripts/bench-cis.sh"];
+    const result = spawnSync("shellcheck", ["-x", "--shell=bash", "--severity=style", ...scripts], { cwd: root, encoding: "utf8" });
+    assert.equal(result.error, undefined, "shellcheck is installed (.ci/run installs it)");
+    assert.equal(result.status, 0, result.stdout);
+    for (const file of scripts) {
+        assert.match(fs.readFileSync(path.join(root, file), "utf8"), /^set -euo pipefail$/m, file);
+    }
+});
