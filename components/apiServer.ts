@@ -6,6 +6,7 @@ import { kubernetesBinary } from "./artifacts";
 import { ClusterConfig, Machine, versionParts } from "./config";
 import { clientUrl } from "./etcd";
 import { PkiFiles } from "./pki";
+import { apiServerProfileFiles, pkiFileMode, profileFlags, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
 import { Host } from "./remote/host";
@@ -39,7 +40,7 @@ export function renderApiServerUnit(config: ClusterConfig, node: Machine): strin
         documentation: "https://github.com/kubernetes/kubernetes",
         execStart: {
             program: "/usr/local/bin/kube-apiserver",
-            args: flags(withExtraArgs([
+            args: flags(withExtraArgs(profileFlags(config, "apiServer", [
                 ["advertise-address", node.address],
                 ["allow-privileged", "true"],
                 ["apiserver-count", config.nodes.length],
@@ -72,7 +73,7 @@ export function renderApiServerUnit(config: ClusterConfig, node: Machine): strin
                 ...(config.apiPort === 6443 ? [] : [["secure-port", config.apiPort] as [string, number]]),
                 ["v", config.logLevel],
                 ...shutdownFlags(config),
-            ], config.apiServerExtraArgs)),
+            ]), config.apiServerExtraArgs)),
         },
     });
 }
@@ -99,7 +100,7 @@ export class ApiServer extends pulumi.ComponentResource {
         super("kthw:index:ApiServer", name, {}, opts);
         const { config, host, pki } = args;
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path: k8s(path), mode, content, ownedDirs: [KUBERNETES_DIR] });
+            ({ what, path: k8s(path), mode: pkiFileMode(config, mode), content, ownedDirs: [KUBERNETES_DIR] });
         const readyz = `https://127.0.0.1:${config.apiPort}/readyz`;
         this.daemon = installDaemon(this, name, {
             host,
@@ -112,9 +113,11 @@ export class ApiServer extends pulumi.ComponentResource {
                 file("service-account-cert", "service-account.pem", "0644", pki.serviceAccountCert),
                 file("service-account-key", "service-account-key.pem", "0600", pki.serviceAccountKey),
                 file("encryption-config", "encryption-config.yaml", "0600", pki.encryptionConfig),
+                ...apiServerProfileFiles(config).map(f => ({ ...f, mode: "0600", ownedDirs: [KUBERNETES_DIR] })),
             ],
             // The audit log is the API server's own output: it goes with the service.
-            service: { unitName: "kube-apiserver", afterRemove: [`rm -f ${AUDIT_LOG} /var/log/audit-*.log`] },
+            service: { unitName: "kube-apiserver", afterRemove: [`rm -f ${AUDIT_LOG} /var/log/audit-*.log`],
+                unitFileMode: unitFileMode(config) },
             unit: renderApiServerUnit(config, host),
             gate: {
                 what: `kube-apiserver on ${host.name} to answer ${readyz}`,

@@ -11,6 +11,10 @@ export const CONFIG_NAMESPACE = "control-plane";
 export type Arch = "amd64" | "arm64";
 export const ARCHES: Arch[] = ["amd64", "arm64"];
 
+/** `seed`: chapter 5 exactly; `hardened`: the CIS Kubernetes Benchmark settings of components/profile.ts. */
+export type Profile = "seed" | "hardened";
+export const PROFILES: Profile[] = ["seed", "hardened"];
+
 /** Artifacts the program downloads; `sha256` keys name them. */
 export const ARTIFACTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] as const;
 export type Artifact = typeof ARTIFACTS[number];
@@ -108,6 +112,8 @@ export interface ClusterConfig {
     apiServerExtraArgs: ExtraArgs;
     controllerManagerExtraArgs: ExtraArgs;
     schedulerExtraArgs: ExtraArgs;
+    /** `seed` (chapter 5 exactly) or `hardened` (the CIS Kubernetes Benchmark settings, components/profile.ts). */
+    profile: Profile;
 }
 
 /** The seed's lab: every default is the value chapter 5 hard-codes. */
@@ -148,6 +154,7 @@ export const DEFAULTS: ClusterConfig = {
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
     schedulerExtraArgs: {},
+    profile: "seed",
 };
 
 /** What each config key means, for Pulumi.yaml (`pulumi config` shows it). */
@@ -185,6 +192,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     apiServerExtraArgs: "Extra or overriding kube-apiserver flags: flag name without -- mapped to its value.",
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",
     schedulerExtraArgs: "Extra or overriding kube-scheduler flags: flag name without -- mapped to its value.",
+    profile: "seed (chapter 5 exactly) or hardened (the CIS Kubernetes Benchmark settings of components/profile.ts).",
 };
 
 /** Every config key the program reads; Pulumi.yaml declares each of them. */
@@ -369,6 +377,9 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     }
 
     // Releases and downloads.
+    if (!PROFILES.includes(config.profile)) {
+        fail("profile", `unknown profile ${JSON.stringify(config.profile)} (known: ${PROFILES.join(", ")})`);
+    }
     if (!ARCHES.includes(config.arch)) {
         fail("arch", `unknown architecture ${JSON.stringify(config.arch)} (known: ${ARCHES.join(", ")})`);
     }

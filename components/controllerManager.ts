@@ -4,6 +4,7 @@ import { KUBERNETES_DIR } from "./apiServer";
 import { kubernetesBinary } from "./artifacts";
 import { ClusterConfig } from "./config";
 import { PkiFiles } from "./pki";
+import { profileFlags, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
 import { Host } from "./remote/host";
@@ -20,7 +21,7 @@ export function renderControllerManagerUnit(config: ClusterConfig): string {
         documentation: "https://github.com/kubernetes/kubernetes",
         execStart: {
             program: "/usr/local/bin/kube-controller-manager",
-            args: flags(withExtraArgs([
+            args: flags(withExtraArgs(profileFlags(config, "controllerManager", [
                 ["bind-address", "0.0.0.0"],
                 ["cluster-cidr", config.clusterCidr],
                 ["cluster-name", config.clusterName],
@@ -33,7 +34,7 @@ export function renderControllerManagerUnit(config: ClusterConfig): string {
                 ["service-cluster-ip-range", config.serviceCidr],
                 ["use-service-account-credentials", "true"],
                 ["v", config.logLevel],
-            ], config.controllerManagerExtraArgs)),
+            ]), config.controllerManagerExtraArgs)),
         },
     });
 }
@@ -62,7 +63,7 @@ export class ControllerManager extends pulumi.ComponentResource {
             files: [{ what: "kubeconfig", path: CONTROLLER_MANAGER_KUBECONFIG, mode: "0600",
                 content: pki.controllerManagerKubeconfig, ownedDirs: [KUBERNETES_DIR] }],
             readsAlso: [pki.caCert, pki.caKey, pki.serviceAccountKey],
-            service: { unitName: "kube-controller-manager" },
+            service: { unitName: "kube-controller-manager", unitFileMode: unitFileMode(config) },
             unit: renderControllerManagerUnit(config),
             gate: {
                 // Its serving certificate is self-signed, generated at start: only liveness is checked here.

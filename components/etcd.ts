@@ -4,12 +4,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { etcdBinaries } from "./artifacts";
 import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
+import { etcdServiceEntries, etcdUser, pkiFileMode, profileFlags, systemUserScripts, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { installDaemon } from "./remote/daemon";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
-import { childOptions } from "./remote/options";
-import { dataDirectory, healthGate } from "./remote/steps";
+import { asList, childOptions } from "./remote/options";
+import { dataDirectory, healthGate, remoteStep } from "./remote/steps";
 
 export const ETCD_CONFIG_DIR = "/etc/etcd";
 export const ETCD_DATA_DIR = "/var/lib/etcd";
@@ -30,10 +31,11 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
     return renderServiceUnit({
         description: "etcd",
         documentation: "https://github.com/coreos",
-        serviceEntries: [["Type", "notify"], ["Environment", `ETCD_UNSUPPORTED_ARCH=${config.arch}`]],
+        serviceEntries: [["Type", "notify"], ["Environment", `ETCD_UNSUPPORTED_ARCH=${config.arch}`],
+            ...etcdServiceEntries(config, ETCD_DATA_DIR)],
         execStart: {
             program: "/usr/local/bin/etcd",
-            args: flags(withExtraArgs([
+            args: flags(withExtraArgs(profileFlags(config, "etcd", [
                 ["name", node.name],
                 ["cert-file", CERT],
                 ["key-file", KEY],
@@ -51,7 +53,7 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
                 ["initial-cluster", initialCluster(config)],
                 ["initial-cluster-state", "new"],
                 ["data-dir", ETCD_DATA_DIR],
-            ], config.etcdExtraArgs)),
+            ]), config.etcdExtraArgs)),
         },
     });
 }
@@ -100,10 +102,15 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
-        const dataDir = dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700" },
-            childOptions(this, opts.dependsOn));
+        // Hardened: etcd runs as its own user, made first; it owns the data dir and its /etc/etcd files (0600).
+        const user = etcdUser(config);
+        const deps = user === undefined ? opts.dependsOn : [...asList(opts.dependsOn), remoteStep(`${name}-user`,
+            { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, ETCD_CONFIG_DIR]) }, childOptions(this, opts.dependsOn))];
+        const owner = user === undefined ? {} : { owner: `${user}:${user}` };
+        const dataDir = dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...owner },
+            childOptions(this, deps));
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path, mode, content, ownedDirs: [ETCD_CONFIG_DIR] });
+            ({ what, path, mode: pkiFileMode(config, mode), content, ownedDirs: [ETCD_CONFIG_DIR], ...owner });
         const daemon = installDaemon(this, name, {
             host,
             binary: etcdBinaries(config),
@@ -112,7 +119,7 @@ export class EtcdMember extends pulumi.ComponentResource {
                 file("cert", CERT, "0644", pki.kubernetesCert),
                 file("key", KEY, "0600", pki.kubernetesKey),
             ],
-            service: { unitName: "etcd", noBlock: true },
+            service: { unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config) },
             unit: renderEtcdUnit(config, host),
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             afterChange: {
@@ -121,7 +128,7 @@ export class EtcdMember extends pulumi.ComponentResource {
             },
             rollAfter: args.rollAfter,
             before: [dataDir],
-        }, opts.dependsOn);
+        }, deps);
         this.service = daemon.service;
         this.fingerprint = daemon.fingerprint;
         this.clientUrl = clientUrl(host);

@@ -4,6 +4,7 @@ import { KUBERNETES_DIR } from "./apiServer";
 import { kubernetesBinary } from "./artifacts";
 import { ClusterConfig, versionParts } from "./config";
 import { PkiFiles } from "./pki";
+import { profileFlags, schedulerConfigEntries, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { toYaml } from "./render/yaml";
 import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
@@ -32,6 +33,7 @@ export function renderSchedulerConfig(config: ClusterConfig): string {
         kind: "KubeSchedulerConfiguration",
         clientConnection: { kubeconfig: SCHEDULER_KUBECONFIG },
         leaderElection: { leaderElect: true },
+        ...schedulerConfigEntries(config),
     });
 }
 
@@ -42,10 +44,10 @@ export function renderSchedulerUnit(config: ClusterConfig): string {
         documentation: "https://github.com/kubernetes/kubernetes",
         execStart: {
             program: "/usr/local/bin/kube-scheduler",
-            args: flags(withExtraArgs([
+            args: flags(withExtraArgs(profileFlags(config, "scheduler", [
                 ["config", SCHEDULER_CONFIG],
                 ["v", config.logLevel],
-            ], config.schedulerExtraArgs)),
+            ]), config.schedulerExtraArgs)),
         },
     });
 }
@@ -77,7 +79,7 @@ export class Scheduler extends pulumi.ComponentResource {
                 { what: "config", path: SCHEDULER_CONFIG, mode: "0644", content: renderSchedulerConfig(config),
                     ownedDirs: [SCHEDULER_CONFIG_DIR, "/etc/kubernetes"] },
             ],
-            service: { unitName: "kube-scheduler" },
+            service: { unitName: "kube-scheduler", unitFileMode: unitFileMode(config) },
             unit: renderSchedulerUnit(config),
             gate: {
                 what: `kube-scheduler on ${host.name} to answer ${healthz}`,

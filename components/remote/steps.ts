@@ -31,6 +31,8 @@ export interface FileSpec {
      * write and put it back on delete, instead of removing it.
      */
     keepOriginal?: boolean;
+    /** `user:group` that owns the file (a daemon that runs as its own user reads it); default root's. */
+    owner?: string;
 }
 
 /** Where a file's original is kept while the program owns the file. */
@@ -51,6 +53,7 @@ export function fileScripts(spec: FileSpec): StepScripts {
             `trap 'rm -f "$tmp"' EXIT`,
             `cat > "$tmp"`,
             `chmod ${spec.mode} "$tmp"`,
+            ...(spec.owner ? [`chown ${shq(spec.owner)} "$tmp"`] : []),
             `mv -f "$tmp" "$target"`,
             `trap - EXIT`,
             ...(spec.afterWrite ?? []),
@@ -129,6 +132,8 @@ export interface ServiceSpec {
      * rolls the next node waits for it, so one node at a time is ever away.
      */
     afterChange?: WaitSpec;
+    /** Mode of the unit file the step writes; default 0644, as the seed. */
+    unitFileMode?: string;
 }
 
 /** A bounded poll on a host: what it waits for (in words), how to probe, how to explain a timeout. */
@@ -154,7 +159,7 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
     const unitFile = shq(`/etc/systemd/system/${spec.unitName}.service`);
     const block = spec.noBlock ? " --no-block" : "";
     const install = spec.ownsUnitFile
-        ? [`tmp=$(mktemp)`, `trap 'rm -f "$tmp"' EXIT`, `cat > "$tmp"`, `install -m 0644 "$tmp" ${unitFile}`,
+        ? [`tmp=$(mktemp)`, `trap 'rm -f "$tmp"' EXIT`, `cat > "$tmp"`, `install -m ${spec.unitFileMode ?? "0644"} "$tmp" ${unitFile}`,
             `systemctl daemon-reload`]
         : [];
     const header = `# re-run (and ${spec.onChange}) when the inputs change: ${spec.fingerprint}`;
@@ -178,12 +183,15 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
 export interface DirectorySpec {
     path: string;
     mode: string;
+    /** `user:group` that owns the directory and everything in it; default root's, as the seed. */
+    owner?: string;
 }
 
 /** A data directory the program owns outright: created with its mode, removed with its contents. */
 export function directoryScripts(spec: DirectorySpec): StepScripts {
     return {
-        create: script(`install -d -m ${spec.mode} ${shq(spec.path)}`),
+        create: script(`install -d -m ${spec.mode} ${shq(spec.path)}`,
+            ...(spec.owner ? [`chown -R ${shq(spec.owner)} ${shq(spec.path)}`] : [])),
         delete: script(`rm -rf ${shq(spec.path)}`),
     };
 }

@@ -69,6 +69,7 @@ const BAD: [string, Record<string, unknown>, RegExp][] = [
     ["a flag written with its --", { apiServerExtraArgs: { "--v": "3" } }, /control-plane:apiServerExtraArgs: "--v" is not a flag name \(write it without the leading --\)/],
     ["a wrong type", { apiPort: "6443" }, /control-plane:apiPort: expected a number, got a string/],
     ["an unknown key", { vipname: "k8s" }, /control-plane:vipname: unknown key/],
+    ["an unknown profile", { profile: "cis" }, /control-plane:profile: unknown profile "cis" \(known: seed, hardened\)/],
     ["a bad dial limit", { sshDialAttempts: 0 }, /control-plane:sshDialAttempts: 0 is not a whole number from 1 to 20/],
     // IPv6 and dual-stack: what Kubernetes 1.28 refuses, and what this design cannot serve yet, each said so.
     ["an IPv4 address with a leading zero", { vip: "192.168.01.21" }, /control-plane:vip: "192.168.01.21" is not an IPv4 address/],

@@ -7,8 +7,9 @@ import * as path from "path";
 import { test } from "node:test";
 import { byType, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
 
-const run = runProgram(devConfig({ nodes: nodes(3) }));
-const commands = [...byType(run, REMOTE), ...byType(run, LOCAL)];
+// Both profiles: the hardened one adds steps (etcd's user) and unit lines (User=, ExecStartPre=+...).
+const runs = [runProgram(devConfig({ nodes: nodes(3) })), runProgram(devConfig({ nodes: nodes(3), profile: "hardened" }))];
+const commands = runs.flatMap((run, i) => [...byType(run, REMOTE), ...byType(run, LOCAL)].map(r => ({ ...r, name: `${r.name}.${i}` })));
 
 test("every generated script passes shellcheck", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-scripts-"));
@@ -40,18 +41,18 @@ test("every unit file passes systemd-analyze verify", () => {
     const unitDir = path.join(root, "etc/systemd/system");
     fs.mkdirSync(unitDir, { recursive: true });
     const units = new Map<string, string>();
-    for (const r of byType(run, REMOTE)) {
+    for (const r of commands) {
         const stdin = reveal(r.inputs.stdin);
         if (typeof stdin === "string" && stdin.startsWith("[Unit]")) {
-            units.set(`${r.name}.service`, stdin);
+            units.set(`${r.name.replace(/\./g, "-")}.service`, stdin);
         }
     }
-    assert.ok(units.size >= 4 * 3 + 3 + 1, `${units.size} units`);
+    assert.ok(units.size >= 2 * (4 * 3 + 3 + 1), `${units.size} units`);
     const names: string[] = [];
     for (const [name, text] of units) {
         fs.writeFileSync(path.join(unitDir, name), text);
         names.push(name);
-        for (const match of text.matchAll(/^Exec\w+=-?(\S+)/gm)) {
+        for (const match of text.matchAll(/^Exec\w+=[-+!@:]*(\S+)/gm)) {
             const program = match[1].startsWith("/") ? match[1] : `/usr/bin/${match[1]}`;
             fs.mkdirSync(path.join(root, path.dirname(program)), { recursive: true });
             fs.writeFileSync(path.join(root, program), "#!/bin/sh\n", { mode: 0o755 });
@@ -67,4 +68,15 @@ test("every unit file passes systemd-analyze verify", () => {
     fs.writeFileSync(path.join(unitDir, "typo.service"), "[Service]\nExecStart=/usr/local/bin/missing\nRestrat=always\n");
     const typo = verify(["typo.service"]);
     assert.ok(typo.status !== 0 || typo.stderr.includes("Unknown key"));
+});
+
+test("the kube-bench scripts pass shellcheck", () => {
+    const root = path.join(__dirname, "..", "..", "..");
+    const scripts = ["test/cis/build.sh", "test/cis/run.sh", "test/cis/local.sh", "scripts/bench-cis.sh"];
+    const result = spawnSync("shellcheck", ["-x", "--shell=bash", "--severity=style", ...scripts], { cwd: root, encoding: "utf8" });
+    assert.equal(result.error, undefined, "shellcheck is installed (.ci/run installs it)");
+    assert.equal(result.status, 0, result.stdout);
+    for (const file of scripts) {
+        assert.match(fs.readFileSync(path.join(root, file), "utf8"), /^set -euo pipefail$/m, file);
+    }
 });
