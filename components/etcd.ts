@@ -5,11 +5,12 @@ import { etcdBinaries } from "./artifacts";
 import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
-import { installDaemon } from "./remote/daemon";
+import { DaemonSpec, installDaemon, restartFingerprint } from "./remote/daemon";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { dataDirectory, healthGate } from "./remote/steps";
+import { shq, script } from "./remote/shell";
+import { dataDirectory, directoryScripts, healthGate, remoteStep, StepScripts } from "./remote/steps";
 
 export const ETCD_CONFIG_DIR = "/etc/etcd";
 export const ETCD_DATA_DIR = "/var/lib/etcd";
@@ -56,6 +57,54 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
     });
 }
 
+/** Where `restoreFrom` waits on each node (components/backup.ts copies it there). */
+export const RESTORE_SNAPSHOT = "/var/tmp/kthw-etcd-restore.db";
+
+/** A restore: the snapshot's sha256 (checked on the node) and the restored cluster's new token. */
+export interface RestoreSpec {
+    sha256: string;
+    /** --initial-cluster-token of the restored cluster: new, so no member of the old one can ever join it. */
+    token: string;
+}
+
+/**
+ * The member's data dir: created empty, or with a restore, filled from the snapshot by `etcdutl snapshot
+ * restore` under the member's own name and peer URL (into a temp dir, then moved into place). A restore
+ * only fills an empty data dir: a member that holds data fails with what to do. Its delete removes both.
+ */
+export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore?: RestoreSpec): StepScripts {
+    const plain = directoryScripts({ path: ETCD_DATA_DIR, mode: "0700" });
+    if (!restore) {
+        return plain;
+    }
+    const dir = shq(ETCD_DATA_DIR);
+    return {
+        create: script(
+            `# restore etcd from the snapshot with sha256 ${restore.sha256}`,
+            `if [ -d ${ETCD_DATA_DIR}/member ]; then`,
+            `  echo "$(hostname): ${ETCD_DATA_DIR} already holds etcd data: restoreFrom restores only a new stack ` +
+                `(destroy the old cluster first, or unset control-plane:restoreFrom)" >&2`,
+            `  exit 1`,
+            `fi`,
+            `[ -f ${RESTORE_SNAPSHOT} ] || { echo "$(hostname): no snapshot at ${RESTORE_SNAPSHOT} to restore" >&2; exit 1; }`,
+            `[ "$(sha256sum ${RESTORE_SNAPSHOT} | cut -d' ' -f1)" = ${shq(restore.sha256)} ] ||`,
+            `  { echo "$(hostname): ${RESTORE_SNAPSHOT} is not the snapshot restoreFrom names" >&2; exit 1; }`,
+            `command -v etcdutl >/dev/null || { echo "$(hostname): etcdutl is not installed" >&2; exit 1; }`,
+            `work=$(mktemp -d /var/lib/kthw-etcd-restore.XXXXXX)`,
+            `trap 'rm -rf "$work"' EXIT`,
+            `etcdutl snapshot restore ${RESTORE_SNAPSHOT} --name ${shq(node.name)} ` +
+                `--initial-cluster ${shq(initialCluster(config))} --initial-cluster-token ${shq(restore.token)} ` +
+                `--initial-advertise-peer-urls ${shq(peerUrl(node))} --data-dir "$work/etcd"`,
+            `rmdir ${dir} 2>/dev/null || true`,
+            `mv "$work/etcd" ${dir}`,
+            `chmod 0700 ${dir}`,
+            `rm -f ${RESTORE_SNAPSHOT}`,
+            `echo "$(hostname): etcd restored into ${ETCD_DATA_DIR} as member ${node.name}"`,
+        ),
+        delete: script(`rm -rf ${dir}`, `rm -f ${RESTORE_SNAPSHOT}`),
+    };
+}
+
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
 export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${CA} --cert=${CERT} --key=${KEY}`;
 
@@ -77,6 +126,29 @@ export function clusterHealth(count: number): { setup: string[]; probe: string; 
     };
 }
 
+/** What a member reads: its binaries, certificates and unit; a change to any of them restarts it. */
+export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFiles): Pick<DaemonSpec, "binary" | "files" | "unit"> {
+    const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
+        ({ what, path, mode, content, ownedDirs: [ETCD_CONFIG_DIR] });
+    return {
+        binary: etcdBinaries(config),
+        files: [
+            file("ca", CA, "0644", pki.caCert),
+            file("cert", CERT, "0644", pki.kubernetesCert),
+            file("key", KEY, "0600", pki.kubernetesKey),
+        ],
+        unit: renderEtcdUnit(config, node),
+    };
+}
+
+/**
+ * Changes exactly when some member will restart or be removed (every member's restart fingerprint, as its
+ * service step carries it): the snapshot before a change is due then, and only then.
+ */
+export function etcdMembersFingerprint(config: ClusterConfig, pki: PkiFiles): pulumi.Output<string> {
+    return fingerprint(config.nodes.map(node => restartFingerprint(etcdDaemonFiles(config, node, pki))));
+}
+
 export interface EtcdMemberArgs {
     /** The validated cluster config. */
     config: ClusterConfig;
@@ -89,6 +161,8 @@ export interface EtcdMemberArgs {
      * healthy with the one before it back, so quorum is never lost. An empty stack starts them together.
      */
     rollAfter?: pulumi.Resource;
+    /** Restore the data dir from `restoreFrom` (copied to the node by a step in dependsOn). */
+    restore?: RestoreSpec;
 }
 
 export class EtcdMember extends pulumi.ComponentResource {
@@ -100,27 +174,23 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
-        const dataDir = dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700" },
-            childOptions(this, opts.dependsOn));
-        const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path, mode, content, ownedDirs: [ETCD_CONFIG_DIR] });
+        // Without a restore the seed's step exactly; a restore needs etcdutl, so it follows the binary step.
+        const restore = args.restore;
+        const dataDir = (binary?: pulumi.Resource) => restore
+            ? remoteStep(`${name}-data-dir`, { host, scripts: etcdDataDirScripts(config, host, restore) },
+                childOptions(this, opts.dependsOn, ...(binary ? [binary] : [])))
+            : dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700" }, childOptions(this, opts.dependsOn));
         const daemon = installDaemon(this, name, {
             host,
-            binary: etcdBinaries(config),
-            files: [
-                file("ca", CA, "0644", pki.caCert),
-                file("cert", CERT, "0644", pki.kubernetesCert),
-                file("key", KEY, "0600", pki.kubernetesKey),
-            ],
+            ...etcdDaemonFiles(config, host, pki),
             service: { unitName: "etcd", noBlock: true },
-            unit: renderEtcdUnit(config, host),
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             afterChange: {
                 what: `etcd on ${host.name} to be back and all ${config.nodes.length} members healthy`,
                 ...clusterHealth(config.nodes.length),
             },
             rollAfter: args.rollAfter,
-            before: [dataDir],
+            before: restore ? (binary: pulumi.Resource) => [dataDir(binary)] : [dataDir()],
         }, opts.dependsOn);
         this.service = daemon.service;
         this.fingerprint = daemon.fingerprint;
