@@ -1,8 +1,9 @@
 // Chapter 5 of "Kubernetes the hard way", as a Pulumi program: etcd, the API servers, the load balancer in
 // front of them, then the controller managers and schedulers, on the machines the stack config names.
 import { ApiServer } from "./components/apiServer";
+import { EtcdBackup, EtcdRestoreUpload, restoreSpec } from "./components/backup";
 import { ControllerManager } from "./components/controllerManager";
-import { EtcdClusterHealth, EtcdMember } from "./components/etcd";
+import { EtcdClusterHealth, EtcdMember, etcdMembersFingerprint } from "./components/etcd";
 import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
 import { hostFor } from "./components/remote/host";
@@ -22,6 +23,16 @@ const pki = clusterPki(config);
 // Preflight: read-only checks on every control node (the version skew policy) before any host changes.
 const preflight = new Preflight("preflight", { config, nodes: controlNodes });
 
+// No data lost (components/backup.ts): before any change that restarts or removes an etcd member, a snapshot
+// of etcd is taken where pulumi runs, and every etcd step waits for it, so a failed snapshot stops the change
+// before anything on a host changes; an up that changes nothing takes none. With restoreFrom (a new stack),
+// the snapshot is copied to every node and each member's data dir is restored from it.
+const backup = new EtcdBackup("etcd-backup-before-change", {
+    config, ssh, when: "change", fingerprint: etcdMembersFingerprint(config, pki),
+}, { dependsOn: [preflight] });
+const restore = restoreSpec(config);
+const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
+
 // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
 // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
 
@@ -29,9 +40,12 @@ const preflight = new Preflight("preflight", { config, nodes: controlNodes });
 // one gate waits until all of them are healthy. A change restarts one member at a time, each once the
 // cluster is healthy with the one before it back: quorum is never lost.
 const etcdMembers = oneAtATime(controlNodes, (host, previous: EtcdMember | undefined) =>
-    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service }, { dependsOn: [preflight] }));
+    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service, restore },
+        { dependsOn: [preflight, backup, ...(restoreUpload ? [restoreUpload] : [])] }));
 const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
     { dependsOn: etcdMembers });
+// destroy deletes this before the members it depends on, while etcd still runs: its delete takes the snapshot.
+new EtcdBackup("etcd-backup-before-destroy", { config, ssh, when: "destroy" }, { dependsOn: [etcd, ...etcdMembers] });
 
 // Installing kube-apiserver, after etcd (the version skew policy's order). A change restarts one API
 // server at a time, each once the load balancer holds the one before it again, so the VIP keeps answering.
@@ -58,6 +72,8 @@ export const vipUrl = loadBalancer.url;
 export const etcdEndpoints = etcdMembers.map(member => member.clientUrl);
 export const caCert = pki.caCert;
 export const adminKubeconfig = pki.adminKubeconfig;
+// A secret: keep it (pulumi config set --secret encryptionKey) to restore a snapshot's Secrets after destroy.
+export const encryptionKey = pki.encryptionKey;
 export const controlPlane = {
     etcd: etcdMembers.length,
     apiServers: apiServers.length,

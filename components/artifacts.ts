@@ -15,14 +15,14 @@ function base(config: ClusterConfig, upstream: string): string {
 /** Where binaries go, as in the seed. */
 export const BIN_DIR = "/usr/local/bin";
 
-/** etcd's release tarball, unpacked: etcd and etcdctl. */
+/** etcd's release tarball, unpacked: etcd, etcdctl and etcdutl (snapshot status and restore). */
 export function etcdBinaries(config: ClusterConfig): BinarySpec {
     const release = `etcd-v${config.etcdVersion}-linux-${config.arch}`;
     return {
         url: `${base(config, UPSTREAM.etcd)}/etcd-io/etcd/releases/download/v${config.etcdVersion}/${release}.tar.gz`,
         sha256: config.sha256.etcd ?? "",
         archiveDir: release,
-        binaries: ["etcd", "etcdctl"],
+        binaries: ["etcd", "etcdctl", "etcdutl"],
         installDir: BIN_DIR,
     };
 }

@@ -114,6 +114,21 @@ export interface ClusterConfig {
     schedulerExtraArgs: ExtraArgs;
     /** `seed` (chapter 5 exactly) or `hardened` (the CIS Kubernetes Benchmark settings, components/profile.ts). */
     profile: Profile;
+    /**
+     * Where `pulumi` runs, the directory that keeps etcd snapshots (relative: to the project directory),
+     * one subdirectory per stack; a snapshot is taken before any change that restarts or removes an etcd
+     * member and before `destroy` removes the data.
+     */
+    backupDir: string;
+    /** How many snapshots of this stack `backupDir` keeps (the newest). */
+    backupKeep: number;
+    /** A snapshot file where `pulumi` runs that a new stack's etcd starts from (`etcdutl snapshot restore`); empty: none. */
+    restoreFrom: string;
+    /**
+     * The Secrets encryption key (base64 of 32 bytes) of the cluster a snapshot came from, a Pulumi secret
+     * (`pulumi config set --secret`); empty: a generated one. Only with the generated PKI.
+     */
+    encryptionKey: string;
 }
 
 /** The seed's lab: every default is the value chapter 5 hard-codes. */
@@ -155,6 +170,10 @@ export const DEFAULTS: ClusterConfig = {
     controllerManagerExtraArgs: {},
     schedulerExtraArgs: {},
     profile: "seed",
+    backupDir: "backups",
+    backupKeep: 5,
+    restoreFrom: "",
+    encryptionKey: "",
 };
 
 /** What each config key means, for Pulumi.yaml (`pulumi config` shows it). */
@@ -193,6 +212,12 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",
     schedulerExtraArgs: "Extra or overriding kube-scheduler flags: flag name without -- mapped to its value.",
     profile: "seed (chapter 5 exactly) or hardened (the CIS Kubernetes Benchmark settings of components/profile.ts).",
+    backupDir: "Directory where pulumi runs that keeps etcd snapshots, one subdirectory per stack (relative: to the project); " +
+        "a snapshot is taken before any change that restarts or removes an etcd member and before destroy.",
+    backupKeep: "How many snapshots of this stack backupDir keeps (the newest).",
+    restoreFrom: "A snapshot file where pulumi runs that a new stack's etcd starts from (etcdutl snapshot restore); empty: none.",
+    encryptionKey: "The Secrets encryption key (base64 of 32 bytes) of the cluster a snapshot came from, set with --secret; " +
+        "empty: a generated one. Only with the generated PKI.",
 };
 
 /** Every config key the program reads; Pulumi.yaml declares each of them. */
@@ -415,6 +440,22 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         }
     }
 
+    // Backups and restore. The encryption key is a secret: no message repeats it.
+    if (config.backupDir.trim() === "" || /[\n\0]/.test(config.backupDir)) {
+        fail("backupDir", `${JSON.stringify(config.backupDir)} is not a directory path`);
+    }
+    if (config.restoreFrom !== "" && !files.exists(expandHome(config.restoreFrom))) {
+        fail("restoreFrom", `no snapshot file at ${expandHome(config.restoreFrom)}`);
+    }
+    if (config.encryptionKey !== "") {
+        if (!isEncryptionKey(config.encryptionKey)) {
+            fail("encryptionKey", "is not the base64 of 32 bytes (the value of the stack output encryptionKey)");
+        }
+        if (config.pkiDir !== "") {
+            fail("encryptionKey", "pkiDir brings its own encryption-config.yaml: leave encryptionKey empty");
+        }
+    }
+
     // SSH.
     if (config.sshUser === "" || /\s/.test(config.sshUser)) {
         fail("sshUser", `${JSON.stringify(config.sshUser)} is not a user name`);
@@ -429,7 +470,7 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     }
     for (const [name, min, max] of [
         ["sshDialTimeoutSeconds", 1, 120], ["sshDialAttempts", 1, 20], ["healthTimeoutSeconds", 10, 3600],
-        ["logLevel", 0, 10], ["apiServerShutdownDelaySeconds", 0, 60],
+        ["logLevel", 0, 10], ["apiServerShutdownDelaySeconds", 0, 60], ["backupKeep", 1, 100],
     ] as const) {
         const value = config[name];
         if (!Number.isInteger(value) || value < min || value > max) {
@@ -452,6 +493,11 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
         config[name] = values;
     }
     return { config, errors, warnings };
+}
+
+/** An aescbc key as encryption-config.yaml holds it: the base64 of exactly 32 bytes. */
+export function isEncryptionKey(value: string): boolean {
+    return /^[A-Za-z0-9+/]{43}=$/.test(value) && Buffer.from(value, "base64").length === 32;
 }
 
 /** Parses "1.28.3" into [1, 28, 3]. */

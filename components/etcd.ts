@@ -6,11 +6,12 @@ import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
 import { etcdServiceEntries, etcdUser, pkiFileMode, profileFlags, systemUserScripts, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
-import { installDaemon } from "./remote/daemon";
+import { DaemonSpec, installDaemon, restartFingerprint } from "./remote/daemon";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
 import { asList, childOptions } from "./remote/options";
-import { dataDirectory, healthGate, remoteStep } from "./remote/steps";
+import { shq, script } from "./remote/shell";
+import { dataDirectory, directoryScripts, healthGate, remoteStep, StepScripts } from "./remote/steps";
 
 export const ETCD_CONFIG_DIR = "/etc/etcd";
 export const ETCD_DATA_DIR = "/var/lib/etcd";
@@ -58,6 +59,54 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
     });
 }
 
+/** Where `restoreFrom` waits on each node (components/backup.ts copies it there). */
+export const RESTORE_SNAPSHOT = "/var/tmp/kthw-etcd-restore.db";
+
+/** A restore: the snapshot's sha256 (checked on the node) and the restored cluster's new token. */
+export interface RestoreSpec {
+    sha256: string;
+    /** --initial-cluster-token of the restored cluster: new, so no member of the old one can ever join it. */
+    token: string;
+}
+
+/**
+ * The member's data dir: created empty, or with a restore, filled from the snapshot by `etcdutl snapshot
+ * restore` under the member's own name and peer URL (into a temp dir, then moved into place). A restore
+ * only fills an empty data dir: a member that holds data fails with what to do. Its delete removes both.
+ */
+export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore?: RestoreSpec): StepScripts {
+    const plain = directoryScripts({ path: ETCD_DATA_DIR, mode: "0700" });
+    if (!restore) {
+        return plain;
+    }
+    const dir = shq(ETCD_DATA_DIR);
+    return {
+        create: script(
+            `# restore etcd from the snapshot with sha256 ${restore.sha256}`,
+            `if [ -d ${ETCD_DATA_DIR}/member ]; then`,
+            `  echo "$(hostname): ${ETCD_DATA_DIR} already holds etcd data: restoreFrom restores only a new stack ` +
+                `(destroy the old cluster first, or unset control-plane:restoreFrom)" >&2`,
+            `  exit 1`,
+            `fi`,
+            `[ -f ${RESTORE_SNAPSHOT} ] || { echo "$(hostname): no snapshot at ${RESTORE_SNAPSHOT} to restore" >&2; exit 1; }`,
+            `[ "$(sha256sum ${RESTORE_SNAPSHOT} | cut -d' ' -f1)" = ${shq(restore.sha256)} ] ||`,
+            `  { echo "$(hostname): ${RESTORE_SNAPSHOT} is not the snapshot restoreFrom names" >&2; exit 1; }`,
+            `command -v etcdutl >/dev/null || { echo "$(hostname): etcdutl is not installed" >&2; exit 1; }`,
+            `work=$(mktemp -d /var/lib/kthw-etcd-restore.XXXXXX)`,
+            `trap 'rm -rf "$work"' EXIT`,
+            `etcdutl snapshot restore ${RESTORE_SNAPSHOT} --name ${shq(node.name)} ` +
+                `--initial-cluster ${shq(initialCluster(config))} --initial-cluster-token ${shq(restore.token)} ` +
+                `--initial-advertise-peer-urls ${shq(peerUrl(node))} --data-dir "$work/etcd"`,
+            `rmdir ${dir} 2>/dev/null || true`,
+            `mv "$work/etcd" ${dir}`,
+            `chmod 0700 ${dir}`,
+            `rm -f ${RESTORE_SNAPSHOT}`,
+            `echo "$(hostname): etcd restored into ${ETCD_DATA_DIR} as member ${node.name}"`,
+        ),
+        delete: script(`rm -rf ${dir}`, `rm -f ${RESTORE_SNAPSHOT}`),
+    };
+}
+
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
 export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${CA} --cert=${CERT} --key=${KEY}`;
 
@@ -79,6 +128,35 @@ export function clusterHealth(count: number): { setup: string[]; probe: string; 
     };
 }
 
+/** What a member reads: its binaries, certificates and unit; a change to any of them restarts it. */
+export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFiles): Pick<DaemonSpec, "binary" | "files" | "unit"> {
+    const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
+        ({ what, path, mode: pkiFileMode(config, mode), content, ownedDirs: [ETCD_CONFIG_DIR], ...etcdOwner(config) });
+    return {
+        binary: etcdBinaries(config),
+        files: [
+            file("ca", CA, "0644", pki.caCert),
+            file("cert", CERT, "0644", pki.kubernetesCert),
+            file("key", KEY, "0600", pki.kubernetesKey),
+        ],
+        unit: renderEtcdUnit(config, node),
+    };
+}
+
+/** Hardened: etcd runs as its own user, who owns the data dir and its /etc/etcd files. */
+function etcdOwner(config: ClusterConfig): { owner?: string } {
+    const user = etcdUser(config);
+    return user === undefined ? {} : { owner: `${user}:${user}` };
+}
+
+/**
+ * Changes exactly when some member will restart or be removed (every member's restart fingerprint, as its
+ * service step carries it): the snapshot before a change is due then, and only then.
+ */
+export function etcdMembersFingerprint(config: ClusterConfig, pki: PkiFiles): pulumi.Output<string> {
+    return fingerprint(config.nodes.map(node => restartFingerprint(etcdDaemonFiles(config, node, pki))));
+}
+
 export interface EtcdMemberArgs {
     /** The validated cluster config. */
     config: ClusterConfig;
@@ -91,6 +169,8 @@ export interface EtcdMemberArgs {
      * healthy with the one before it back, so quorum is never lost. An empty stack starts them together.
      */
     rollAfter?: pulumi.Resource;
+    /** Restore the data dir from `restoreFrom` (copied to the node by a step in dependsOn). */
+    restore?: RestoreSpec;
 }
 
 export class EtcdMember extends pulumi.ComponentResource {
@@ -102,32 +182,28 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
-        // Hardened: etcd runs as its own user, made first; it owns the data dir and its /etc/etcd files (0600).
+        // Hardened: etcd's user is made first (see etcdOwner).
         const user = etcdUser(config);
         const deps = user === undefined ? opts.dependsOn : [...asList(opts.dependsOn), remoteStep(`${name}-user`,
             { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, ETCD_CONFIG_DIR]) }, childOptions(this, opts.dependsOn))];
-        const owner = user === undefined ? {} : { owner: `${user}:${user}` };
-        const dataDir = dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...owner },
-            childOptions(this, deps));
-        const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
-            ({ what, path, mode: pkiFileMode(config, mode), content, ownedDirs: [ETCD_CONFIG_DIR], ...owner });
+        // Without a restore the seed's step exactly; a restore needs etcdutl, so it follows the binary step.
+        const restore = args.restore;
+        const dataDir = (binary?: pulumi.Resource) => restore
+            ? remoteStep(`${name}-data-dir`, { host, scripts: etcdDataDirScripts(config, host, restore) },
+                childOptions(this, deps, ...(binary ? [binary] : [])))
+            : dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...etcdOwner(config) },
+                childOptions(this, deps));
         const daemon = installDaemon(this, name, {
             host,
-            binary: etcdBinaries(config),
-            files: [
-                file("ca", CA, "0644", pki.caCert),
-                file("cert", CERT, "0644", pki.kubernetesCert),
-                file("key", KEY, "0600", pki.kubernetesKey),
-            ],
+            ...etcdDaemonFiles(config, host, pki),
             service: { unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config) },
-            unit: renderEtcdUnit(config, host),
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             afterChange: {
                 what: `etcd on ${host.name} to be back and all ${config.nodes.length} members healthy`,
                 ...clusterHealth(config.nodes.length),
             },
             rollAfter: args.rollAfter,
-            before: [dataDir],
+            before: restore ? (binary: pulumi.Resource) => [dataDir(binary)] : [dataDir()],
         }, deps);
         this.service = daemon.service;
         this.fingerprint = daemon.fingerprint;

@@ -21,6 +21,11 @@ export interface PkiFiles {
     controllerManagerKubeconfig: pulumi.Output<string>;
     schedulerKubeconfig: pulumi.Output<string>;
     adminKubeconfig: pulumi.Output<string>;
+    /**
+     * The key that encrypts Secrets (base64), a secret: a snapshot's Secrets decrypt only with it. Absent
+     * with `pkiDir` (its encryption-config.yaml is the file to keep).
+     */
+    encryptionKey?: pulumi.Output<string>;
 }
 
 export interface SubjectAltNames {
@@ -77,14 +82,18 @@ export function renderKubeconfig(v: KubeconfigValues): string {
     });
 }
 
-/** Encryption at rest for Secrets with an aescbc key (32 random bytes, base64), identity as fallback. */
-export function renderEncryptionConfig(keyBase64: string): string {
+/**
+ * Encryption at rest for Secrets with an aescbc key (32 random bytes, base64), identity as fallback. More
+ * keys decrypt what they encrypted (a restored cluster's key first, the stack's generated one after it).
+ */
+export function renderEncryptionConfig(...keysBase64: string[]): string {
     return toYaml({
         kind: "EncryptionConfiguration",
         apiVersion: "apiserver.config.k8s.io/v1",
         resources: [{
             resources: ["secrets"],
-            providers: [{ aescbc: { keys: [{ name: "key1", secret: keyBase64 }] } }, { identity: {} }],
+            providers: [{ aescbc: { keys: [...new Set(keysBase64)].map((secret, i) => ({ name: `key${i + 1}`, secret })) } },
+                { identity: {} }],
         }],
     });
 }
@@ -149,7 +158,11 @@ export class Pki extends pulumi.ComponentResource {
                     userName: CLIENTS[what].commonName, clientCertPem: certPem, clientKeyPem: keyPem,
                 })));
         };
-        const encryptionKey = new random.RandomBytes(`${name}-encryption-key`, { length: 32 }, parent);
+        // A restored cluster (config encryptionKey) encrypts with the key of the cluster its snapshot came
+        // from; the generated key stays as a second key, so nothing it encrypted becomes unreadable.
+        const generated = new random.RandomBytes(`${name}-encryption-key`, { length: 32 }, parent).base64;
+        const given = config.encryptionKey !== "" ? pulumi.secret(config.encryptionKey) : undefined;
+        const keys = pulumi.secret(given ? pulumi.all([given, generated]) : pulumi.all([generated]));
 
         this.files = {
             caCert: ca.certPem,
@@ -158,10 +171,11 @@ export class Pki extends pulumi.ComponentResource {
             kubernetesKey: kubernetes.keyPem,
             serviceAccountCert: serviceAccount.certPem,
             serviceAccountKey: serviceAccount.keyPem,
-            encryptionConfig: pulumi.secret(encryptionKey.base64.apply(renderEncryptionConfig)),
+            encryptionConfig: pulumi.secret(keys.apply(k => renderEncryptionConfig(...k))),
             controllerManagerKubeconfig: kubeconfig("controllerManager"),
             schedulerKubeconfig: kubeconfig("scheduler"),
             adminKubeconfig: kubeconfig("admin"),
+            encryptionKey: pulumi.secret(keys.apply(k => k[0])),
         };
         this.registerOutputs({ ...this.files });
     }

@@ -4,6 +4,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { CONFIG_KEYS, CONFIG_NAMESPACE, ClusterConfig, DEFAULTS, expandHome, validateConfig } from "./config";
 import { SshAccess, sshAccess } from "./remote/host";
 
+// Whether a config value is a secret in the stack file (the SDK's own check, which it does not export in its
+// types: the language host passes the secret keys in PULUMI_CONFIG_SECRET_KEYS).
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
+
 export interface Stack {
     config: ClusterConfig;
     ssh: SshAccess;
@@ -42,6 +47,11 @@ export function loadStack(): Stack {
     const keyFound = fs.existsSync(keyPath);
     const preview = pulumi.runtime.isDryRun();
     const problems = [...parseErrors, ...errors];
+    // The encryption key decrypts every Secret in the cluster: it may only come from the stack's secret config.
+    if (config.encryptionKey !== "" && !isConfigSecret(`${CONFIG_NAMESPACE}:encryptionKey`)) {
+        problems.push(`${CONFIG_NAMESPACE}:encryptionKey: is stored in plain text in the stack file; ` +
+            `set it with \`pulumi config set --secret encryptionKey\``);
+    }
     if (!keyFound && !preview) {
         problems.push(`${CONFIG_NAMESPACE}:sshPrivateKeyPath: no SSH private key at ${keyPath} ` +
             `(pulumi up needs it to reach the hosts; pulumi preview does not)`);

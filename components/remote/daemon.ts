@@ -29,8 +29,11 @@ export interface DaemonSpec {
     afterChange?: Omit<WaitSpec, "timeoutSeconds">;
     /** The previous node's step that this daemon's restart waits for: a change rolls one node at a time. */
     rollAfter?: pulumi.Input<pulumi.Resource>;
-    /** Steps of the component that must precede the service (a data directory). */
-    before?: pulumi.Resource[];
+    /**
+     * Steps of the component that must precede the service (a data directory), or a function that makes
+     * them once the binaries' step exists (a step that needs the binaries).
+     */
+    before?: pulumi.Resource[] | ((binary: pulumi.Resource) => pulumi.Resource[]);
 }
 
 export interface Daemon {
@@ -41,6 +44,12 @@ export interface Daemon {
     fingerprint: pulumi.Output<string>;
 }
 
+/** Changes whenever anything the daemon reads changes, that is whenever its service step restarts it. */
+export function restartFingerprint(spec: Pick<DaemonSpec, "unit" | "binary" | "files" | "readsAlso">): pulumi.Output<string> {
+    return fingerprint([spec.unit, spec.binary.url, spec.binary.sha256,
+        ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
+}
+
 /** Creates the steps of one daemon as children of `component`, named `${name}-<what>`. */
 export function installDaemon(component: pulumi.ComponentResource, name: string, spec: DaemonSpec,
     deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
@@ -48,14 +57,14 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary, after);
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
-    const restartOn = fingerprint([spec.unit, spec.binary.url, spec.binary.sha256,
-        ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
+    const restartOn = restartFingerprint(spec);
     const afterChange = spec.afterChange ?? spec.gate;
+    const before = typeof spec.before === "function" ? spec.before(installed) : spec.before ?? [];
     const service = systemdService(`${name}-service`, spec.host, {
         ...spec.service, ownsUnitFile: true, onChange: "restart",
         afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
     }, restartOn, spec.unit,
-    childOptions(component, deps, installed, ...files, ...(spec.before ?? []), ...(spec.rollAfter ? [spec.rollAfter] : [])));
+    childOptions(component, deps, installed, ...files, ...before, ...(spec.rollAfter ? [spec.rollAfter] : [])));
     const ready = spec.gate
         ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },
             restartOn, childOptions(component, deps, service))

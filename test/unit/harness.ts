@@ -1,6 +1,7 @@
 // Runs the program once under Pulumi's runtime mocks and prints, as JSON, every registerResource request
 // the mock monitor received (type, name, parent, dependencies, inputs with their secret markers) and the
-// stack outputs. Config comes as JSON in argv[2]; argv[3] is "preview" or "up". One process per run, so
+// stack outputs. Config comes as JSON in argv[2]; argv[3] is "preview" or "up"; argv[5] lists the keys
+// that are secrets in the stack file. One process per run, so
 // every scenario starts from a clean runtime.
 import * as fs from "fs";
 import * as path from "path";
@@ -46,7 +47,7 @@ export function mockState(type: string, name: string, inputs: Record<string, unk
 }
 
 async function main(): Promise<void> {
-    const [configJson, mode, outFile] = process.argv.slice(2);
+    const [configJson, mode, outFile, secretKeysJson] = process.argv.slice(2);
     // A failing program also rejects the runtime's own promises: the result below is what counts.
     process.on("unhandledRejection", () => undefined);
     const registrations: Registration[] = [];
@@ -79,7 +80,8 @@ async function main(): Promise<void> {
         call: args => args.inputs,
     }, "control-plane", "test", mode !== "up");
     pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(JSON.parse(configJson) as Record<string, unknown>)
-        .map(([key, value]) => [`control-plane:${key}`, typeof value === "string" ? value : JSON.stringify(value)])));
+        .map(([key, value]) => [`control-plane:${key}`, typeof value === "string" ? value : JSON.stringify(value)])),
+    (JSON.parse(secretKeysJson ?? "[]") as string[]).map(key => `control-plane:${key}`));
     let error: string | undefined;
     try {
         await pulumi.runtime.runInPulumiStack(async () => require(path.join(__dirname, "..", "..", "index")));

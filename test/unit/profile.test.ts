@@ -66,7 +66,7 @@ describe("hardened units carry the CIS flags", () => {
         assert.equal(api.get("--audit-log-maxage"), "30");
         assert.equal(api.get("--audit-log-maxsize"), "100");
         assert.equal(api.get("--bind-address"), "0.0.0.0", "the load balancer reaches every API server");
-        assert.equal(api.get("--anonymous-auth"), undefined, "anonymous auth stays on for the load balancer's /healthz");
+        assert.equal(api.get("--anonymous-auth"), undefined, "anonymous auth stays on for the load balancer's /readyz");
     });
 
     test("kube-controller-manager and kube-scheduler: loopback only, no profiling, a terminated pod GC threshold", () => {
@@ -107,7 +107,7 @@ describe("the audit policy and the admission config", () => {
         // Rules match in order: secrets are never logged with their content, whatever comes later.
         const rules = policy.split("\n- level: ").slice(1);
         assert.deepEqual(rules.map(r => r.split("\n")[0]), ["None", "None", "Metadata", "Metadata", "Request", "Metadata"]);
-        assert.match(rules[0], /nonResourceURLs:\n {2}- "\/healthz\*"\n {2}- "\/readyz\*"/);
+        assert.match(rules[0], /nonResourceURLs:\n {2}- "?\/healthz\*"?\n {2}- "?\/readyz\*"?/);
         assert.equal(rules[2], ["Metadata", "  resources:", '  - group: ""', "    resources:", "    - secrets", "    - configmaps",
             "  - group: authentication.k8s.io", "    resources:", "    - tokenreviews"].join("\n"));
         for (const sub of ["pods/exec", "pods/portforward", "pods/proxy", "services/proxy"]) {
@@ -186,7 +186,7 @@ describe("a hardened stack under mocks", () => {
     });
 
     test("health gates still probe what the hardened daemons serve: 127.0.0.1", () => {
-        for (const [name, url] of [["kube-apiserver-control0-healthy", "https://127.0.0.1:6443/healthz"],
+        for (const [name, url] of [["kube-apiserver-control0-healthy", "https://127.0.0.1:6443/readyz"],
             ["kube-controller-manager-control0-healthy", "https://127.0.0.1:10257/healthz"],
             ["kube-scheduler-control0-healthy", "https://127.0.0.1:10259/healthz"]]) {
             assert.ok(scripts(byName(run, name)).includes(url), name);

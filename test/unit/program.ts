@@ -20,6 +20,8 @@ export function sshKeyFile(): string {
 
 export interface RunOptions {
     mode?: "preview" | "up";
+    /** Config keys stored as secrets in the stack file (default: encryptionKey). */
+    secretKeys?: string[];
 }
 
 /** Runs index.ts with the given config (keys without namespace) and returns what it registered. */
@@ -29,7 +31,8 @@ export function runProgram(config: Record<string, unknown>, options: RunOptions 
     const result = path.join(dir, "run.json");
     // A program that fails leaves the runtime's promises pending, and the runtime then exits non-zero:
     // the result file, written before that, is what counts.
-    const child = spawnSync(process.execPath, [harness, JSON.stringify(config), options.mode ?? "up", result],
+    const child = spawnSync(process.execPath, [harness, JSON.stringify(config), options.mode ?? "up", result,
+        JSON.stringify(options.secretKeys ?? ["encryptionKey"])],
         { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 });
     if (!fs.existsSync(result)) {
         throw new Error(`the program did not run: ${child.stderr.toString()}`);
