@@ -74,6 +74,8 @@ services_active() {
 
 # shellcheck source=test/e2e/traffic.sh
 source test/e2e/traffic.sh
+# shellcheck source=test/e2e/restore.sh
+source test/e2e/restore.sh
 
 kubectl_src=$(lab_kubectl)
 install -m 0755 "$kubectl_src" "$work/bin/kubectl"
@@ -84,6 +86,8 @@ for h in "${LAB_HOSTS[@]}"; do snapshot "$h" >"$work/before.$h"; done
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
 run_pulumi stack init --secrets-provider passphrase >/dev/null
+# Snapshots of this run stay in its scratch dir.
+run_pulumi config set backupDir "$work/backups"
 cp Pulumi.lab.yaml "$work/Pulumi.lab.first.yaml"
 
 # 1. up from an empty stack.
@@ -228,6 +232,23 @@ only_restarted "kube-apiserver kube-controller-manager kube-scheduler"
 check "the upgrade ran in the skew policy's order: every API server before the first controller manager or scheduler" \
   finished_before "$work/up-kubernetes-upgrade.log" 'kube-apiserver-control[0-9]-service' 'kube-(controller-manager|scheduler)-control[0-9]-service' 
 check "the VIP answers after the rolling changes" test "$(vip_healthz)" = ok
+
+# The hardened profile (CIS): switching a running cluster to it and back is a change like any other, and
+# kube-bench (test/cis/run.sh) finds no FAIL on a hardened node but the checks listed as not applicable.
+run_pulumi config set profile hardened
+rolled_up hardened "a switch to the hardened profile"
+for n in "${LAB_NODES[@]}"; do
+  if cis=$(bash test/cis/run.sh lab/ssh.sh "$n" 2>&1); then
+    pass "$n: kube-bench, CIS 1.10 master/etcd/controlplane, hardened: no FAIL but the not-applicable ($(head -n 2 <<<"$cis" | tr '\n' ' '))"
+  else
+    fail "$n: kube-bench, CIS 1.10 master/etcd/controlplane, hardened: FAILs beyond the not-applicable" "$cis"
+  fi
+done
+check "hardened: etcd runs as its own user, its data dir etcd:etcd 0700" \
+  test "$(on control0 'ps -o user= -C etcd; sudo stat -c "%U:%G %a" /var/lib/etcd' | tr '\n' ' ')" = "etcd etcd:etcd 700 "
+run_pulumi config set profile seed
+rolled_up seed-again "a switch back to the seed profile"
+check "seed again: etcd runs as root" test "$(on control0 ps -o user= -C etcd)" = root
 test_log "rolling changes (what, seconds, requests sent, failed):"
 cat "$work/rolling.tsv" >&2
 
@@ -282,7 +303,8 @@ check "pulumi up after destroy" run_pulumi up --yes --skip-preview
 # destroy took the PKI too: this up made a new CA.
 run_pulumi stack output caCert >"$work/ca.pem"
 check "the VIP answers again" test "$(vip_healthz)" = ok
-check "pulumi destroy again" run_pulumi destroy --yes --skip-preview
+# 11. lose no data: destroy takes a snapshot, and a new stack restores it (test/e2e/restore.sh).
+restore_test
 
 rm -rf "$work"
 test_done
