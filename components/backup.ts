@@ -233,20 +233,26 @@ export class EtcdBackup extends pulumi.ComponentResource {
                 update: undefined as string | undefined,
                 delete: bash(snapshotScript(spec())) as string | undefined,
             });
-        this.step = new command.local.Command(`${name}-snapshot`, {
+        this.step = sshLocalStep(`${name}-snapshot`, ssh, {
             create: scripts.create,
             update: scripts.update as pulumi.Output<string>,
             delete: scripts.delete as pulumi.Output<string>,
-            stdin: ssh.privateKey,
-            addPreviousOutputInEnv: false,
-        }, {
-            ...childOptions(this, opts.dependsOn),
-            additionalSecretOutputs: ["stdin"],
-            // A preview without the key keeps the recorded one: the plan shows real changes only.
-            ...(ssh.keyMissing ? { ignoreChanges: ["stdin"] } : {}),
-        });
+        }, childOptions(this, opts.dependsOn));
         this.registerOutputs({});
     }
+}
+
+/**
+ * A step where `pulumi` runs whose scripts reach the hosts over SSH: the key goes on stdin (a secret in
+ * state); a preview without the key keeps the recorded one, so the plan shows real changes only.
+ */
+function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete">,
+    opts: pulumi.CustomResourceOptions): command.local.Command {
+    return new command.local.Command(name, { ...scripts, stdin: ssh.privateKey, addPreviousOutputInEnv: false }, {
+        ...opts,
+        additionalSecretOutputs: ["stdin"],
+        ...(ssh.keyMissing ? { ignoreChanges: ["stdin"] } : {}),
+    });
 }
 
 export interface EtcdRestoreUploadArgs {
@@ -264,15 +270,7 @@ export class EtcdRestoreUpload extends pulumi.ComponentResource {
         const { config, ssh, restore } = args;
         const text = restoreUploadScript(config.nodes, sshSettings(ssh), path.resolve(expandHome(config.restoreFrom)),
             restore.sha256);
-        this.step = new command.local.Command(`${name}-upload`, {
-            create: `bash -c ${shq(text)}`,
-            stdin: ssh.privateKey,
-            addPreviousOutputInEnv: false,
-        }, {
-            ...childOptions(this, opts.dependsOn),
-            additionalSecretOutputs: ["stdin"],
-            ...(ssh.keyMissing ? { ignoreChanges: ["stdin"] } : {}),
-        });
+        this.step = sshLocalStep(`${name}-upload`, ssh, { create: `bash -c ${shq(text)}` }, childOptions(this, opts.dependsOn));
         this.registerOutputs({});
     }
 }

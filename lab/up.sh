@@ -224,12 +224,8 @@ main() {
   if [[ ${KCP_LAB_NO_MIRROR:-0} == 1 || ${KCP_LAB_SKIP_MIRROR_BUILD:-0} == 1 ]]; then
     lab_log "mirror: not building (KCP_LAB_NO_MIRROR / KCP_LAB_SKIP_MIRROR_BUILD)"
   else
-    [[ -f $repo/lab/mirror/build.sh ]] || lab_die "lab/mirror/build.sh is missing (or set KCP_LAB_NO_MIRROR=1)"
-    # The versions the e2e upgrades to, then the program's defaults (SHA256SUMS.json describes the last).
-    lab_log "mirror: bash lab/mirror/build.sh $LAB_UPGRADE_KUBE_VERSION $LAB_UPGRADE_ETCD_VERSION (cached when built)"
-    bash "$repo/lab/mirror/build.sh" "$LAB_UPGRADE_KUBE_VERSION" "$LAB_UPGRADE_ETCD_VERSION"
-    lab_log "mirror: bash lab/mirror/build.sh (the defaults; cached when built)"
-    bash "$repo/lab/mirror/build.sh"
+    [[ -f $repo/lab/mirror/build-lab.sh ]] || lab_die "lab/mirror/build-lab.sh is missing (or set KCP_LAB_NO_MIRROR=1)"
+    bash "$repo/lab/mirror/build-lab.sh"
   fi
   setup_network
   local n gw_started=0 gw_t0

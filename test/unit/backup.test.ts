@@ -9,25 +9,9 @@ import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { memberSnapshotScript, restoreUploadScript, snapshotScript } from "../../components/backup";
-import type { ProgramRun, Registration } from "./harness";
-import { byName, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
+import type { ProgramRun } from "./harness";
+import { byName, dependsOn, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
 
-function dependsOn(run: ProgramRun, from: Registration, to: Registration): boolean {
-    const byUrn = new Map(run.registrations.map(r => [r.urn, r]));
-    const seen = new Set<string>();
-    const stack = [...from.dependencies];
-    while (stack.length > 0) {
-        const urn = stack.pop()!;
-        if (urn === to.urn) {
-            return true;
-        }
-        if (!seen.has(urn)) {
-            seen.add(urn);
-            stack.push(...(byUrn.get(urn)?.dependencies ?? []));
-        }
-    }
-    return false;
-}
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-backup-"));
 const names = nodes(3).map(n => n.name);

@@ -4,29 +4,12 @@ import { strict as assert } from "assert";
 import { describe, test } from "node:test";
 import type { ProgramRun, Registration } from "./harness";
 import {
-    byName, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER,
+    byName, byType, dependsOn, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER,
 } from "./program";
 
 const COMPONENTS = ["EtcdMember", "ApiServer", "ControllerManager", "Scheduler"].map(c => `kthw:index:${c}`);
 const LB = "kthw:index:IpvsLoadBalancer";
 
-/** Transitive dependencies of a resource, following the dependsOn edges the monitor received. */
-function dependsOn(run: ProgramRun, from: Registration, to: Registration): boolean {
-    const byUrn = new Map(run.registrations.map(r => [r.urn, r]));
-    const seen = new Set<string>();
-    const stack = [...from.dependencies];
-    while (stack.length > 0) {
-        const urn = stack.pop()!;
-        if (urn === to.urn) {
-            return true;
-        }
-        if (!seen.has(urn)) {
-            seen.add(urn);
-            stack.push(...(byUrn.get(urn)?.dependencies ?? []));
-        }
-    }
-    return false;
-}
 
 function checkGraph(run: ProgramRun, count: number): void {
     assert.equal(run.error, undefined, run.error);

@@ -88,3 +88,21 @@ export const byName = (run: ProgramRun, name: string): Registration => {
 };
 export const REMOTE = "command:remote:Command";
 export const LOCAL = "command:local:Command";
+
+/** Transitive dependencies of a resource, following the dependsOn edges the monitor received. */
+export function dependsOn(run: ProgramRun, from: Registration, to: Registration): boolean {
+    const byUrn = new Map(run.registrations.map(r => [r.urn, r]));
+    const seen = new Set<string>();
+    const stack = [...from.dependencies];
+    while (stack.length > 0) {
+        const urn = stack.pop()!;
+        if (urn === to.urn) {
+            return true;
+        }
+        if (!seen.has(urn)) {
+            seen.add(urn);
+            stack.push(...(byUrn.get(urn)?.dependencies ?? []));
+        }
+    }
+    return false;
+}
