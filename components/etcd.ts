@@ -182,10 +182,12 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
+        // A change reaches this member's steps once the previous member is back (see rolling.ts).
+        const inTurn = [...asList(opts.dependsOn), ...(args.rollAfter ? [args.rollAfter] : [])];
         // Hardened: etcd's user is made first (see etcdOwner).
         const user = etcdUser(config);
-        const deps = user === undefined ? opts.dependsOn : [...asList(opts.dependsOn), remoteStep(`${name}-user`,
-            { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, ETCD_CONFIG_DIR]) }, childOptions(this, opts.dependsOn))];
+        const deps = user === undefined ? inTurn : [...inTurn, remoteStep(`${name}-user`,
+            { host, scripts: systemUserScripts(user, ETCD_DATA_DIR, [ETCD_DATA_DIR, ETCD_CONFIG_DIR]) }, childOptions(this, inTurn))];
         // Without a restore the seed's step exactly; a restore needs etcdutl, so it follows the binary step.
         const restore = args.restore;
         const dataDir = (binary?: pulumi.Resource) => restore

@@ -27,7 +27,10 @@ export interface DaemonSpec {
      * gate's probe. etcd waits for the whole cluster instead.
      */
     afterChange?: Omit<WaitSpec, "timeoutSeconds">;
-    /** The previous node's step that this daemon's restart waits for: a change rolls one node at a time. */
+    /**
+     * The previous node's step that this daemon's steps wait for: a change (its files, binary and restart)
+     * rolls one node at a time. On create the wait is short: a service's create does not wait.
+     */
     rollAfter?: pulumi.Input<pulumi.Resource>;
     /**
      * Steps of the component that must precede the service (a data directory), or a function that makes
@@ -53,7 +56,9 @@ export function restartFingerprint(spec: Pick<DaemonSpec, "unit" | "binary" | "f
 /** Creates the steps of one daemon as children of `component`, named `${name}-<what>`. */
 export function installDaemon(component: pulumi.ComponentResource, name: string, spec: DaemonSpec,
     deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
-    const after = childOptions(component, deps);
+    // Everything a daemon reads is written in turn too: a node's new files (another owner, a new CA) could
+    // otherwise break a daemon that has not restarted yet, on the next node.
+    const after = childOptions(component, deps, ...(spec.rollAfter ? [spec.rollAfter] : []));
     const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary, after);
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
