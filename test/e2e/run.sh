@@ -300,8 +300,10 @@ done
 
 # 10. up after destroy works again.
 check "pulumi up after destroy" run_pulumi up --yes --skip-preview
-# destroy took the PKI too: this up made a new CA.
+# destroy took the PKI too: this up made a new CA and new client certificates.
 run_pulumi stack output caCert >"$work/ca.pem"
+run_pulumi stack output adminKubeconfig --show-secrets >"$work/admin.kubeconfig"
+rm -f "$work/admin.crt" "$work/admin.key"
 check "the VIP answers again" test "$(vip_healthz)" = ok
 # 11. lose no data: destroy takes a snapshot, and a new stack restores it (test/e2e/restore.sh).
 restore_test
