@@ -14,8 +14,11 @@
 TEST_PASSES=0
 TEST_FAILS=0
 TEST_T0=$SECONDS
-# Progress lines go to the stderr the test started with, also from inside a check (which captures output).
-exec {TEST_LOG_FD}>&2
+# Progress lines go to stderr (inside a check, to what the check captures). Not a duplicate of stderr on a
+# fd of its own: every process the tests start would inherit it, and a daemon started in a test (lab:up's
+# containers) would then hold the pipe of whoever reads the test's output open for ever (seen: CI's tee of
+# test:lab never ended).
+TEST_LOG_FD=2
 
 # _test_out: where results go, stdout (or the log, with TEST_TAG).
 _test_out() {

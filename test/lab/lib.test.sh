@@ -33,4 +33,15 @@ kill "$parent" 2>/dev/null || true
 wait "$parent" 2>/dev/null || true
 check_not "lab_pid_alive: no pid file, not alive" lab_pid_alive "$tmp/missing.pid"
 
+# test/lib.sh itself: a daemon a check starts (lab:up's containers) must not hold the test's output pipe open,
+# or whoever reads it (CI's tee) waits for ever. The daemon here lives 30 s; the reader must be done in 10.
+cat >"$tmp/starts-a-daemon.sh" <<'EOF_TEST'
+source "$1"
+check "starts a daemon" bash -c 'sleep 30 >/dev/null 2>&1 </dev/null &'
+test_done
+EOF_TEST
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "test/lib.sh: a daemon started in a check does not hold the test's output open" \
+  timeout 10 bash -c 'bash "$1" "$2" 2>&1 | cat >/dev/null' _ "$tmp/starts-a-daemon.sh" "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 test_done
