@@ -58,7 +58,8 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
     // Everything a daemon reads is written in turn too: a node's new files (another owner, a new CA) could
     // otherwise break a daemon that has not restarted yet, on the next node.
-    const after = childOptions(component, deps, ...(spec.rollAfter ? [spec.rollAfter] : []));
+    const inTurn = spec.rollAfter ? [spec.rollAfter] : [];
+    const after = childOptions(component, deps, ...inTurn);
     const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary, after);
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
@@ -69,7 +70,7 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
         ...spec.service, ownsUnitFile: true, onChange: "restart",
         afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
     }, restartOn, spec.unit,
-    childOptions(component, deps, installed, ...files, ...before, ...(spec.rollAfter ? [spec.rollAfter] : [])));
+    childOptions(component, deps, installed, ...files, ...before, ...inTurn));
     const ready = spec.gate
         ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },
             restartOn, childOptions(component, deps, service))

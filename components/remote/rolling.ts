@@ -1,10 +1,11 @@
 // Rolling a change one node at a time, without slowing down a first install.
 //
 // A daemon's service step restarts it on update and then waits, bounded, until the daemon is healthy again
-// (`ServiceSpec.afterChange`); the next node's service step depends on it (`DaemonSpec.rollAfter`). A
-// service's create starts it without waiting, so on an empty stack the chain costs nothing: every node
-// starts together and the component's own gates wait for them. A change reaches the nodes in the order of
-// the `nodes` list, each only once the one before it is back.
+// (`ServiceSpec.afterChange`); the next node's steps (binary, files, service) depend on it
+// (`DaemonSpec.rollAfter`), so what a running daemon reads never changes under it. A service's create starts
+// it without waiting, so on an empty stack the chain costs only each node's downloads and file writes in turn,
+// and the component's own gates wait for all nodes together. A change reaches the nodes in the order of the
+// `nodes` list, each only once the one before it is back.
 //
 // Some conditions are seen from another host (the gateway sees an API server back in the load balancer):
 // `changeGate` is a step there that passes at once when created and, whenever what it watches changes,
