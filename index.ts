@@ -53,11 +53,12 @@ const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefin
     new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
         { dependsOn: [etcd] }));
 
-// The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway.
+// The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
+// installed alongside etcd and the API servers; its gates wait until it serves from every API server.
 const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
-    config, nodes: controlNodes, gateway, pki,
+    config, nodes: controlNodes, gateway, pki, apiServers,
     apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
-}, { dependsOn: [preflight, ...apiServers] });
+}, { dependsOn: [preflight] });
 
 // The remaining control plane components, through the API behind the VIP, after every API server.
 const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>

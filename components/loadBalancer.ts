@@ -79,6 +79,11 @@ export interface IpvsLoadBalancerArgs {
     pki: PkiFiles;
     /** Changes whenever an API server restarts; the VIP gate then runs again. */
     apiServerFingerprints: pulumi.Input<string>[];
+    /**
+     * The API servers. Only the two gates wait for them: the rest (the VIP on each node, the gateway's
+     * prerequisites, CA trust, VIP and ldirectord) installs alongside etcd and the API servers.
+     */
+    apiServers: pulumi.Resource[];
 }
 
 export class IpvsLoadBalancer extends pulumi.ComponentResource {
@@ -149,7 +154,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             probe: `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $4 == 1' | wc -l)" -eq ${config.nodes.length} ]`,
             timeoutSeconds: config.healthTimeoutSeconds,
             diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
-        }, restarts, childOptions(this, opts.dependsOn, ldirectord));
+        }, restarts, childOptions(this, opts.dependsOn, ldirectord, ...args.apiServers));
 
         this.url = `https://${virtual}`;
         const healthz = `${this.url}/healthz`;

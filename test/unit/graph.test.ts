@@ -101,11 +101,19 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         }
     });
 
-    test("the load balancer comes after every API server; controller managers and schedulers after it", () => {
-        const ldirectord = byName(run, "api-load-balancer-ldirectord");
+    test("the load balancer installs alongside etcd and the API servers; its gates wait for every API server; controller managers and schedulers after them", () => {
+        const realServers = byName(run, "api-load-balancer-real-servers-healthy");
         const vipGate = byName(run, "api-load-balancer-vip-healthy");
+        const waitsForNoDaemon = ["gateway-prerequisites", "gateway-vip", "ca-trust", "lock-dir", "ldirectord-config",
+            "ldirectord", ...names.map(n => `${n}-vip`), ...names.map(n => `${n}-arp-sysctl`)];
+        for (const step of waitsForNoDaemon) {
+            const r = byName(run, `api-load-balancer-${step}`);
+            for (const other of run.registrations.filter(o => /^(etcd|kube-apiserver)-control/.test(o.name))) {
+                assert.ok(!dependsOn(run, r, other), `${r.name} does not wait for ${other.name}`);
+            }
+        }
         names.forEach(n => {
-            assert.ok(dependsOn(run, ldirectord, byName(run, `kube-apiserver-${n}-healthy`)));
+            assert.ok(dependsOn(run, realServers, byName(run, `kube-apiserver-${n}-healthy`)));
             assert.ok(dependsOn(run, byName(run, `kube-controller-manager-${n}-service`), vipGate));
             assert.ok(dependsOn(run, byName(run, `kube-scheduler-${n}-service`), vipGate));
             assert.ok(dependsOn(run, vipGate, byName(run, `api-load-balancer-${n}-vip`)), "the VIP gate waits for the VIP on every node");
