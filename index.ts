@@ -38,9 +38,10 @@ const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config,
 
 // Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
 // one gate waits until all of them are healthy. A change restarts one member at a time, each once the
-// cluster is healthy with the one before it back: quorum is never lost.
+// cluster is healthy with the one before it back: quorum is never lost. A leader hands its leadership to
+// the member before it first, so a roll changes leaders as seldom as it can.
 const etcdMembers = oneAtATime(controlNodes, (host, previous: EtcdMember | undefined) =>
-    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service, restore },
+    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service, handOffTo: previous?.memberName, restore },
         { dependsOn: [preflight, backup, ...(restoreUpload ? [restoreUpload] : [])] }));
 const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
     { dependsOn: etcdMembers });

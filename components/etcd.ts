@@ -128,6 +128,31 @@ export function clusterHealth(count: number): { setup: string[]; probe: string; 
     };
 }
 
+/**
+ * Before a member restarts for a change: if it leads, it hands leadership to `preferred` (the member that
+ * restarted just before it, so no later restart in the roll moves it again), else to another started voter,
+ * and waits (bounded) until it no longer leads. A roll then changes leaders once at most, where a leader
+ * left to stop would pick its own successor, possibly one still due to restart. Each change of leader can
+ * fail a quorum read that is in flight: kube-apiserver answers etcd's "leader changed" with a 500
+ * (kubernetes/kubernetes#112152), so the fewer the better. A member that cannot hand over restarts anyway:
+ * etcd's own shutdown hands leadership over too.
+ */
+export function leaderHandoff(preferred?: string): string[] {
+    return [
+        `etcd_ctl() { ${ETCDCTL} "$@"; }`,
+        // endpoint status: endpoint, ID, version, db size, is leader, ...; member list: ID, status, name, ...
+        `self=$(etcd_ctl endpoint status 2>/dev/null | awk -F', ' '$5 == "true" {print $2}')`,
+        `if [ -n "$self" ]; then`,
+        `  target=$(etcd_ctl member list 2>/dev/null | awk -F', ' -v self="$self" -v preferred=${shq(preferred ?? "")} \\`,
+        `    '$2 == "started" && $6 != "true" && $1 != self { if ($3 == preferred) { p = $1 } else if (o == "") { o = $1 } }`,
+        `     END { print (p != "" ? p : o) }')`,
+        `  if [ -n "$target" ] && etcd_ctl move-leader "$target" >/dev/null 2>&1; then`,
+        `    echo "etcd on $(hostname) handed its leadership to member $target"`,
+        `  fi`,
+        `fi`,
+    ];
+}
+
 /** What a member reads: its binaries, certificates and unit; a change to any of them restarts it. */
 export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFiles): Pick<DaemonSpec, "binary" | "files" | "unit"> {
     const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
@@ -169,6 +194,8 @@ export interface EtcdMemberArgs {
      * healthy with the one before it back, so quorum is never lost. An empty stack starts them together.
      */
     rollAfter?: pulumi.Resource;
+    /** The previous member's name: a leader hands its leadership to it before it restarts (leaderHandoff). */
+    handOffTo?: string;
     /** Restore the data dir from `restoreFrom` (copied to the node by a step in dependsOn). */
     restore?: RestoreSpec;
 }
@@ -178,6 +205,8 @@ export class EtcdMember extends pulumi.ComponentResource {
     readonly service: pulumi.Resource;
     readonly fingerprint: pulumi.Output<string>;
     readonly clientUrl: string;
+    /** The member's name (its node's). */
+    readonly memberName: string;
 
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
@@ -198,7 +227,8 @@ export class EtcdMember extends pulumi.ComponentResource {
         const daemon = installDaemon(this, name, {
             host,
             ...etcdDaemonFiles(config, host, pki),
-            service: { unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config) },
+            service: { unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config),
+                beforeChange: leaderHandoff(args.handOffTo) },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             afterChange: {
                 what: `etcd on ${host.name} to be back and all ${config.nodes.length} members healthy`,
@@ -210,6 +240,7 @@ export class EtcdMember extends pulumi.ComponentResource {
         this.service = daemon.service;
         this.fingerprint = daemon.fingerprint;
         this.clientUrl = clientUrl(host);
+        this.memberName = host.name;
         this.registerOutputs({ fingerprint: this.fingerprint, clientUrl: this.clientUrl });
     }
 }

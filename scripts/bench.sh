@@ -67,14 +67,14 @@ critical_ms=$(jq -rs '
 program stack output caCert >"$work/ca.pem"
 program stack output adminKubeconfig --show-secrets >"$work/admin.kubeconfig"
 install -m 0755 "$(lab_kubectl)" "$work/bin/kubectl"
-declare -A sent failed
+declare -A sent failed leader_changed
 rolling() {
   local name=$1 key=$2 value=$3
   program config set --path "$key" "$value"
   traffic_start "$name"
   timed "$name" program up --yes --skip-preview
   traffic_stop "$name"
-  sent[$name]=$TRAFFIC_SENT failed[$name]=$TRAFFIC_FAILED
+  sent[$name]=$TRAFFIC_SENT failed[$name]=$TRAFFIC_FAILED leader_changed[$name]=$TRAFFIC_LEADER_CHANGED
 }
 rolling etcd-flag etcdExtraArgs.snapshot-count 20000
 rolling apiserver-flag apiServerExtraArgs.event-ttl 2h
@@ -91,7 +91,7 @@ row "cold up / its critical path" cold-up "$critical_ms"
 row "no-change up / empty program" noop-up "${took[empty-noop]}"
 row "preview / empty program" preview "${took[empty-preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
-printf '\n%-34s %10s %14s %8s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed"
+printf '\n%-34s %10s %14s %8s %s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed" "(of which etcd leader changed)"
 for name in etcd-flag apiserver-flag controller-manager-flag; do
-  printf '%-34s %9ss %14s %8s\n' "$name" "$(seconds "${took[$name]}")" "${sent[$name]}" "${failed[$name]}"
+  printf '%-34s %9ss %14s %8s %s\n' "$name" "$(seconds "${took[$name]}")" "${sent[$name]}" "${failed[$name]}" "(${leader_changed[$name]})"
 done

@@ -132,6 +132,8 @@ export interface ServiceSpec {
      * rolls the next node waits for it, so one node at a time is ever away.
      */
     afterChange?: WaitSpec;
+    /** Commands a change runs before the restart (or reload): etcd hands its leadership over. */
+    beforeChange?: string[];
     /** Mode of the unit file the step writes; default 0644, as the seed. */
     unitFileMode?: string;
 }
@@ -170,7 +172,8 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
         : start;
     return {
         create: script(header, ...install, ...start),
-        update: script(header, ...install, ...change, ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
+        update: script(header, ...install, ...(spec.beforeChange ?? []), ...change,
+            ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
         delete: script(
             `systemctl disable --now --quiet ${unit} 2>/dev/null || true`,
             ...(spec.ownsUnitFile ? [`rm -f ${unitFile}`, `systemctl daemon-reload`] : []),

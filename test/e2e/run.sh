@@ -140,9 +140,14 @@ check "a second pulumi up changes nothing" run_pulumi up --yes --skip-preview --
 # 6. changes roll out one node at a time, under a bounded loop of real API requests through the VIP
 # (test/e2e/traffic.sh): no request fails, at most one etcd member and one real server are away at once.
 # rolled_up NAME WHAT: pulumi up of the config change just made, under traffic; asserts and records it.
+# An etcd leader change can fail a quorum read in flight (kube-apiserver answers etcd's "leader changed" with
+# a 500, kubernetes/kubernetes#112152): such failures are told apart, and there may be no more of them than
+# leader changes (raft terms) the change made. Every other failed request fails the check.
+raft_term() { etcdctl_on control0 endpoint status | awk -F', ' '{print $7}'; }
 rolled_up() {
-  local name=$1 what=$2 t=$SECONDS took
+  local name=$1 what=$2 t=$SECONDS took term_before elections others
   for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
+  term_before=$(raft_term)
   traffic_start "$name"
   if run_pulumi up --yes --skip-preview >"$work/up-$name.log" 2>&1; then took=$((SECONDS - t)); pass "pulumi up: $what (${took}s)"; else
     took=$((SECONDS - t))
@@ -151,13 +156,22 @@ rolled_up() {
   fi
   traffic_stop "$name"
   for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-after.$n"; done
-  check "$what: $TRAFFIC_FAILED of $TRAFFIC_SENT API requests through the VIP failed" \
-    test "$TRAFFIC_FAILED" -eq 0 -a "$TRAFFIC_SENT" -gt 0
-  [[ ! -s $work/traffic-$name.errors ]] || head -n 10 "$work/traffic-$name.errors" >&2
+  elections=$(($(raft_term) - term_before))
+  others=$((TRAFFIC_FAILED - TRAFFIC_LEADER_CHANGED))
+  check "$what: $others of $TRAFFIC_SENT API requests through the VIP failed, besides $TRAFFIC_LEADER_CHANGED at the $elections etcd leader change(s)" \
+    test "$others" -eq 0 -a "$TRAFFIC_SENT" -gt 0 -a "$TRAFFIC_LEADER_CHANGED" -le "$elections"
+  if [[ -s $work/traffic-$name.errors ]]; then
+    head -n 10 "$work/traffic-$name.errors" >&2
+    # What the API servers and etcd members logged as errors meanwhile, to tell the cause apart.
+    for n in "${LAB_NODES[@]}"; do
+      on "$n" "sudo journalctl -o short-precise --no-pager --since '-$((SECONDS - t + 5)) s' -u kube-apiserver -u etcd \
+        | grep -E ' E[0-9]{4} |\"level\":\"(warn|error)\"' | tail -n 8" >&2 || true
+    done
+  fi
   check "$what: at most one etcd member down at any sampled moment (most: $TRAFFIC_ETCD_DOWN)" test "$TRAFFIC_ETCD_DOWN" -le 1
   check "$what: at most one real server out of the load balancer at any sampled moment (most: $TRAFFIC_LB_DOWN)" \
     test "$TRAFFIC_LB_DOWN" -le 1
-  printf '%s\t%s\t%s\t%s\n' "$what" "$took" "$TRAFFIC_SENT" "$TRAFFIC_FAILED" >>"$work/rolling.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$what" "$took" "$TRAFFIC_SENT" "$TRAFFIC_FAILED" "$elections" >>"$work/rolling.tsv"
 }
 # only_restarted UNIT: on every node, exactly UNIT was restarted by the last rolled_up (a leader controller
 # manager or scheduler whose local API server restarts may be restarted by systemd: told apart by NRestarts).
@@ -254,7 +268,7 @@ check "hardened: etcd runs as its own user, its data dir etcd:etcd 0700" \
 run_pulumi config set profile seed
 rolled_up seed-again "a switch back to the seed profile"
 check "seed again: etcd runs as root" test "$(on control0 ps -o user= -C etcd)" = root
-test_log "rolling changes (what, seconds, requests sent, failed):"
+test_log "rolling changes (what, seconds, requests sent, failed, etcd leader changes):"
 cat "$work/rolling.tsv" >&2
 
 # 7. a control node restarts: the VIP on lo, the ARP sysctls and every service come back.

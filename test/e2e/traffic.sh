@@ -6,9 +6,11 @@
 #                          list of kube-system's configmaps, a quorum read that reaches etcd, answered 200;
 #                        - once a second, how many etcd members are not active and how many of the load
 #                          balancer's real servers are not at weight 1.
-#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
-#                        (the most seen down at one sampled moment); the failed requests' errors are in
-#                        $work/traffic-NAME.errors.
+#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_LEADER_CHANGED (the failed
+#                        requests that kube-apiserver answered with etcd's "leader changed": a quorum read in
+#                        flight when etcd's leader changes, kubernetes/kubernetes#112152), TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
+#                        (the most seen down at one sampled moment); the failed requests' errors (curl's, or
+#                        the status and the start of the body) are in $work/traffic-NAME.errors.
 # Needs $work/ca.pem and $work/admin.kubeconfig (the stack outputs), and kubectl in $work/bin.
 : "${work:?set work before sourcing test/e2e/traffic.sh}"
 TRAFFIC_MAX_SECONDS=${TRAFFIC_MAX_SECONDS:-900}
@@ -36,11 +38,12 @@ traffic_start() {
     url="https://kubernetes:6443/api/v1/namespaces/kube-system/configmaps?limit=1"
     while [[ ! -e $w/traffic-$name.stop ]] && ((SECONDS < deadline)); do
       sent=$((sent + 1))
-      code=$(curl -sS -o /dev/null -w "%{http_code}" --max-time 5 --cacert "$w/ca.pem" --cert "$w/admin.crt" \
-        --key "$w/admin.key" "$url" 2>>"$w/traffic-$name.errors") || true
+      code=$(curl -sS -o "$w/traffic-$name.body" -w "%{http_code}" --max-time 5 --cacert "$w/ca.pem" \
+        --cert "$w/admin.crt" --key "$w/admin.key" "$url" 2>>"$w/traffic-$name.errors") || true
       if [[ $code != 200 ]]; then
         failed=$((failed + 1))
-        printf "%(%H:%M:%S)T request %s: HTTP %s\n" -1 "$sent" "$code" >>"$w/traffic-$name.errors"
+        printf "%(%H:%M:%S)T request %s: HTTP %s %s\n" -1 "$sent" "$code" \
+          "$(head -c 400 "$w/traffic-$name.body" 2>/dev/null | tr -s "\n" " ")" >>"$w/traffic-$name.errors"
       fi
       sleep 0.2
     done
@@ -69,5 +72,6 @@ traffic_stop() {
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
   read -r TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN <"$work/traffic-$name.down" || TRAFFIC_ETCD_DOWN=99 TRAFFIC_LB_DOWN=99
-  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
+  TRAFFIC_LEADER_CHANGED=$(grep -c 'HTTP 500 .*"message": "etcdserver: leader changed"' "$work/traffic-$name.errors" || true)
+  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_LEADER_CHANGED TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }

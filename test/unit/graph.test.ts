@@ -44,6 +44,9 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             const update = scriptOf(plain(service, "update"));
             assert.match(update, /systemctl restart --no-block 'etcd'[\s\S]*endpoint health --cluster[\s\S]*until healthy; do/);
             assert.match(update, new RegExp(`etcd on ${names[i]} to be back and all 3 members healthy`));
+            // A leader hands its leadership to the member that restarted just before it, before it restarts.
+            assert.match(update, new RegExp(`-v preferred='${i > 0 ? names[i - 1] : ""}'[\\s\\S]*move-leader[\\s\\S]*systemctl restart --no-block 'etcd'`));
+            assert.doesNotMatch(create, /move-leader/, "a create hands nothing over");
             if (i > 0) {
                 assert.ok(dependsOn(run, service, services[i - 1]), `${service.name} rolls after ${services[i - 1].name}`);
             }
