@@ -1,7 +1,11 @@
 // The VIP in front of the API servers (seed: "Kubernetes API load balancer"): on each control node the VIP
 // on `lo` with ARP kept quiet, on the gateway IPVS with direct routing run by ldirectord, which checks each
-// API server's /healthz over HTTPS with the cluster CA trusted system-wide. Everything is persisted by
-// files and units the program owns, so a reboot brings it back, and `destroy` takes it away.
+// API server's `lbHealthCheckPath` over HTTPS. The seed trusts the cluster CA system-wide for that, since
+// ldirectord.cf cannot name a CA; ldirectord's checks are LWP requests, which take their CA file from
+// PERL_LWP_SSL_CA_FILE, so the program gives ldirectord alone the CA through a unit drop-in: nothing else
+// on the gateway trusts the cluster CA, and no `update-ca-certificates` runs (a minute under emulation).
+// Everything is persisted by files and units the program owns, so a reboot brings it back, and `destroy`
+// takes it away.
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "./config";
 import { PkiFiles } from "./pki";
@@ -9,11 +13,16 @@ import { renderServiceUnit } from "./render/systemd";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
+import { shq } from "./remote/shell";
 import { healthGate, localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
-export const CA_TRUST_FILE = "/usr/local/share/ca-certificates/kubernetes-ca.crt";
+/** The cluster CA, for ldirectord's HTTPS checks only. */
+export const LDIRECTORD_CA_FILE = "/etc/ha.d/kubernetes-ca.pem";
+export const LDIRECTORD_DROP_IN_DIR = "/etc/systemd/system/ldirectord.service.d";
+export const LDIRECTORD_DROP_IN = `${LDIRECTORD_DROP_IN_DIR}/kubernetes-ca.conf`;
+const LWP_CA_VARIABLE = "PERL_LWP_SSL_CA_FILE";
 /** ldirectord's unit touches /var/lock/subsys/ldirectord and is marked failed when the folder is missing. */
 export const SUBSYS_TMPFILES = "/etc/tmpfiles.d/ldirectord-subsys.conf";
 export const VIP_UNIT = "kubernetes-vip";
@@ -43,6 +52,25 @@ export function renderVipUnit(config: ClusterConfig, device: string, arpSysctlFi
         execStart: { program: `ip addr replace ${address} dev ${device}`, args: [] },
         serviceTail: [["ExecStop", `-ip addr del ${address} dev ${device}`]],
     });
+}
+
+/** A drop-in for the packaged ldirectord unit: its HTTPS checks (LWP) trust the cluster CA file. */
+export function renderLdirectordDropIn(): string {
+    return ["[Service]", `Environment=${LWP_CA_VARIABLE}=${LDIRECTORD_CA_FILE}`].join("\n") + "\n";
+}
+
+/**
+ * Before ldirectord takes a change by reload: a running ldirectord started without the CA variable (a stack
+ * from before the drop-in) cannot get it by reload, so it restarts, once.
+ */
+export function ldirectordEnvironmentCheck(): string[] {
+    return [
+        `pid=$(systemctl show -p MainPID --value ldirectord)`,
+        `if [ "\${pid:-0}" -gt 0 ] && ! tr '\\0' '\\n' < "/proc/$pid/environ" | grep -qx ${shq(`${LWP_CA_VARIABLE}=${LDIRECTORD_CA_FILE}`)}; then`,
+        `  echo "ldirectord runs without ${LWP_CA_VARIABLE}: restarting it once"`,
+        `  systemctl restart ldirectord`,
+        `fi`,
+    ];
 }
 
 /**
@@ -75,7 +103,7 @@ export interface IpvsLoadBalancerArgs {
     nodes: Host[];
     /** The gateway: IPVS, ldirectord and the VIP on its NIC. */
     gateway: Host;
-    /** The cluster CA, trusted system-wide on the gateway for ldirectord's HTTPS checks. */
+    /** The cluster CA, which ldirectord's HTTPS checks trust. */
     pki: PkiFiles;
     /** Changes whenever an API server restarts; the VIP gate then runs again. */
     apiServerFingerprints: pulumi.Input<string>[];
@@ -113,7 +141,6 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const ready = precondition(`${name}-gateway-prerequisites`, gateway, [
             { test: "command -v ipvsadm >/dev/null", message: "ipvsadm is not installed (apt install ipvsadm)" },
             { test: "command -v ldirectord >/dev/null", message: "ldirectord is not installed (apt install ldirectord)" },
-            { test: "command -v update-ca-certificates >/dev/null", message: "ca-certificates is not installed" },
             { test: `ip link show dev ${config.nic} >/dev/null 2>&1`,
                 message: `no network interface ${config.nic} (config key control-plane:nic)` },
         ], after);
@@ -122,11 +149,13 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const gatewayVip = systemdService(`${name}-gateway-vip`, gateway,
             { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart" },
             fingerprint([gatewayUnit]), gatewayUnit, gatewayStep);
-        const caTrust = remoteFile(`${name}-ca-trust`, gateway, {
-            path: CA_TRUST_FILE, mode: "0644",
-            afterWrite: ["update-ca-certificates >/dev/null"],
-            afterRemove: ["update-ca-certificates --fresh >/dev/null"],
-        }, pki.caCert, gatewayStep);
+        const ldirectordCa = remoteFile(`${name}-ldirectord-ca`, gateway, { path: LDIRECTORD_CA_FILE, mode: "0644" },
+            pki.caCert, gatewayStep);
+        const dropIn = renderLdirectordDropIn();
+        const ldirectordDropIn = remoteFile(`${name}-ldirectord-drop-in`, gateway, {
+            path: LDIRECTORD_DROP_IN, mode: "0644", ownedDirs: [LDIRECTORD_DROP_IN_DIR],
+            afterWrite: ["systemctl daemon-reload"], afterRemove: ["systemctl daemon-reload"],
+        }, dropIn, gatewayStep);
         const subsysTmpfile = "d /run/lock/subsys 0755 root root -\n";
         const subsys = remoteFile(`${name}-lock-dir`, gateway, {
             path: SUBSYS_TMPFILES, mode: "0644",
@@ -141,9 +170,10 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {
             unitName: "ldirectord", ownsUnitFile: false, onChange: "reload",
+            beforeChange: ldirectordEnvironmentCheck(),
             afterRemove: [`ipvsadm -D -t ${config.vip}:${config.apiPort} 2>/dev/null || true`],
-        }, fingerprint([ldirectordConfig, pki.caCert]), undefined,
-        childOptions(this, opts.dependsOn, gatewayVip, caTrust, subsys, configFile));
+        }, fingerprint([ldirectordConfig, pki.caCert, dropIn]), undefined,
+        childOptions(this, opts.dependsOn, gatewayVip, ldirectordCa, ldirectordDropIn, subsys, configFile));
 
         // ldirectord adds each real server at weight 1, then holds it at 0 until its first check passes:
         // wait until every API server has passed its check, so the VIP serves from all of them.

@@ -19,7 +19,8 @@ mkdir -p "$work/state" "$work/bin"
 # shellcheck source=test/e2e/traffic.sh
 source test/e2e/traffic.sh
 # The baseline's stack file is this run's alone.
-trap 'rm -rf "$work" scripts/bench/empty/Pulumi.bench.yaml' EXIT
+# BENCH_KEEP=1 keeps the scratch dir (the event logs, every step's output) and says where.
+trap '[[ -n ${BENCH_KEEP:-} ]] && echo "kept $work" >&2 || rm -rf "$work"; rm -f scripts/bench/empty/Pulumi.bench.yaml' EXIT
 
 # timed NAME CMD...: runs CMD, records its wall time in milliseconds.
 declare -A took
@@ -46,7 +47,14 @@ timed empty-noop empty up --yes --skip-preview
 timed empty-preview empty preview
 timed empty-destroy empty destroy --yes --skip-preview
 echo "measuring the control plane program against the lab..." >&2
-timed cold-up program up --yes --skip-preview --event-log "$work/cold-up.events"
+# stamped FILE CMD...: runs CMD, a pulumi command with --json, which streams the engine's events (stamped in
+# whole seconds), and writes each as {"t": when it arrived, in ms precision, "e": the event}.
+stamped() {
+  local out=$1
+  shift
+  "$@" | perl -MTime::HiRes=time -ne 'printf "{\"t\":%.3f,\"e\":%s}\n", time, $_ if /^\{/' >"$out"
+}
+timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
 timed noop-up program up --yes --skip-preview
 timed preview program preview
 
@@ -54,14 +62,14 @@ timed preview program preview
 # start to its outputs), summed along the chain etcd -> one API server -> the load balancer -> one controller
 # manager and one scheduler.
 critical_ms=$(jq -rs '
-  def took(pat): [ .[] | select(.resourcePreEvent or .resOutputsEvent)
-    | { urn: (.resourcePreEvent.metadata.urn // .resOutputsEvent.metadata.urn), t: .timestamp,
-        end: (.resOutputsEvent != null) } | select(.urn | test(pat)) ]
+  def took(pat): [ .[] | select(.e.resourcePreEvent or .e.resOutputsEvent)
+    | { urn: (.e.resourcePreEvent.metadata.urn // .e.resOutputsEvent.metadata.urn), t: .t,
+        end: (.e.resOutputsEvent != null) } | select(.urn | test(pat)) ]
     | group_by(.urn) | map((map(select(.end)) | .[0].t) - (map(select(.end | not)) | .[0].t)) | map(select(. != null));
   (took("etcd-cluster-gate$") | max) + (took("kube-apiserver-control[0-9]+-healthy$") | min)
   + (took("api-load-balancer-real-servers-healthy$") | max)
   + ([(took("kube-controller-manager-control[0-9]+-healthy$") | min), (took("kube-scheduler-control[0-9]+-healthy$") | min)] | max)
-  | . * 1000' "$work/cold-up.events")
+  | . * 1000 | floor' "$work/cold-up.events")
 
 # Rolling changes under traffic through the VIP.
 program stack output caCert >"$work/ca.pem"
@@ -72,7 +80,7 @@ rolling() {
   local name=$1 key=$2 value=$3
   program config set --path "$key" "$value"
   traffic_start "$name"
-  timed "$name" program up --yes --skip-preview
+  timed "$name" stamped "$work/$name.events" program up --yes --skip-preview --json
   traffic_stop "$name"
   sent[$name]=$TRAFFIC_SENT failed[$name]=$TRAFFIC_FAILED leader_changed[$name]=$TRAFFIC_LEADER_CHANGED
 }

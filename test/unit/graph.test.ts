@@ -107,7 +107,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
     test("the load balancer installs alongside etcd and the API servers; its gates wait for every API server; controller managers and schedulers after them", () => {
         const realServers = byName(run, "api-load-balancer-real-servers-healthy");
         const vipGate = byName(run, "api-load-balancer-vip-healthy");
-        const waitsForNoDaemon = ["gateway-prerequisites", "gateway-vip", "ca-trust", "lock-dir", "ldirectord-config",
+        const waitsForNoDaemon = ["gateway-prerequisites", "gateway-vip", "ldirectord-ca", "ldirectord-drop-in", "lock-dir", "ldirectord-config",
             "ldirectord", ...names.map(n => `${n}-vip`), ...names.map(n => `${n}-arp-sysctl`)];
         for (const step of waitsForNoDaemon) {
             const r = byName(run, `api-load-balancer-${step}`);
@@ -121,7 +121,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             assert.ok(dependsOn(run, byName(run, `kube-scheduler-${n}-service`), vipGate));
             assert.ok(dependsOn(run, vipGate, byName(run, `api-load-balancer-${n}-vip`)), "the VIP gate waits for the VIP on every node");
         });
-        for (const step of ["gateway-vip", "ca-trust", "lock-dir", "ldirectord-config"]) {
+        for (const step of ["gateway-vip", "ldirectord-ca", "ldirectord-drop-in", "lock-dir", "ldirectord-config"]) {
             assert.ok(dependsOn(run, byName(run, `api-load-balancer-${step}`), byName(run, "api-load-balancer-gateway-prerequisites")),
                 `${step} waits for the gateway's prerequisites check`);
         }
@@ -210,7 +210,13 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             "the package's own ldirectord.cf is kept");
         assert.match(scriptOf(plain(byName(run, "api-load-balancer-ldirectord-config"), "delete")),
             /mv -f '\/etc\/ha.d\/ldirectord.cf.kthw-orig' '\/etc\/ha.d\/ldirectord.cf'/, "and put back on destroy");
-        assert.match(fileOf("api-load-balancer-ca-trust"), /kubernetes-ca.crt'[\s\S]*update-ca-certificates/);
+        assert.match(fileOf("api-load-balancer-ldirectord-ca"), /target='\/etc\/ha.d\/kubernetes-ca.pem'/);
+        assert.match(fileOf("api-load-balancer-ldirectord-drop-in"),
+            /target='\/etc\/systemd\/system\/ldirectord.service.d\/kubernetes-ca.conf'[\s\S]*systemctl daemon-reload/);
+        assert.equal(reveal(byName(run, "api-load-balancer-ldirectord-drop-in").inputs.stdin),
+            "[Service]\nEnvironment=PERL_LWP_SSL_CA_FILE=/etc/ha.d/kubernetes-ca.pem\n", "ldirectord's checks alone trust the cluster CA");
+        assert.doesNotMatch(JSON.stringify(byType(run, REMOTE).map(r => reveal(r.inputs.create))), /update-ca-certificates/,
+            "nothing else on the gateway trusts it");
         assert.match(scriptOf(plain(byName(run, "etcd-control0-data-dir"), "create")), /install -d -m 0700 '\/var\/lib\/etcd'/);
         assert.match(scriptOf(plain(byName(run, "etcd-control0-binary"), "create")),
             /github.com\/etcd-io\/etcd\/releases\/download\/v3.5.9\/etcd-v3.5.9-linux-arm64.tar.gz/);
@@ -228,8 +234,12 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
 
     test("ldirectord takes a changed config by reload, never restart", () => {
         const ldirectord = byName(run, "api-load-balancer-ldirectord");
-        assert.match(scriptOf(plain(ldirectord, "update")), /systemctl reload 'ldirectord'/);
-        assert.doesNotMatch(scriptOf(plain(ldirectord, "update")), /restart/);
+        const update = scriptOf(plain(ldirectord, "update"));
+        assert.match(update, /systemctl reload 'ldirectord'/);
+        // Only a daemon started before the CA drop-in existed restarts, once: it cannot get it by reload.
+        const [migration] = /^if .*PERL_LWP_SSL_CA_FILE=.*; then\n[\s\S]*?\nfi$/m.exec(update) ?? [""];
+        assert.match(migration, /\/proc\/\$pid\/environ[\s\S]*systemctl restart ldirectord/);
+        assert.doesNotMatch(update.replace(migration, ""), /restart/);
     });
 
     test("stack outputs: the API URL, etcd endpoints, the CA", () => {
