@@ -23,8 +23,8 @@ export function renderProjectFile(): string {
         name: CONFIG_NAMESPACE,
         description: "Kubernetes the hard way, chapter 5: the control plane (etcd, API servers behind an IPVS VIP, " +
             "controller managers, schedulers) installed over SSH",
-        // The engine runs the program transpiled only (tsconfig.pulumi.json: noCheck): the type check is
-        // `npm run lint` and `npm test`'s, and costs every preview and up about 3 s otherwise.
+        // The engine runs the program transpiled only (tsconfig.pulumi.json: noCheck), for every user and
+        // not only our scripts: the type check is `npm run lint`'s and `npm test`'s.
         runtime: { name: "nodejs", options: { typescript: true, tsconfig: "tsconfig.pulumi.json" } },
         config,
     });

@@ -9,8 +9,6 @@ export PATH=$PULUMI_HOME/bin:$PATH
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kubernetes-the-hard-way-lab}
-# Compiled TypeScript is not type-checked at each run: `npm test` does that once.
-export PULUMI_NODEJS_TRANSPILE_ONLY=true
 
 # pulumi_need: fail early, with the fix, when the engine is not built.
 pulumi_need() {
