@@ -61,13 +61,16 @@ const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
     apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
 }, { dependsOn: [preflight] });
 
-// The remaining control plane components, through the API behind the VIP, after every API server.
+// The remaining control plane components, through the API behind the VIP: installed alongside the rest,
+// started (and restarted for an upgrade) only once every API server is served by the load balancer.
 const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
     new ControllerManager(`kube-controller-manager-${host.name}`,
-        { config, host, pki, rollAfter: previous?.daemon.service }, { dependsOn: [loadBalancer, apiServers[i]] }));
+        { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
+        { dependsOn: [preflight] }));
 const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
     new Scheduler(`kube-scheduler-${host.name}`,
-        { config, host, pki, rollAfter: previous?.daemon.service }, { dependsOn: [loadBalancer, apiServers[i]] }));
+        { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
+        { dependsOn: [preflight] }));
 
 export const apiUrl = apiServerUrl(config);
 export const vipUrl = loadBalancer.url;

@@ -173,7 +173,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             beforeChange: ldirectordEnvironmentCheck(),
             afterRemove: [`ipvsadm -D -t ${config.vip}:${config.apiPort} 2>/dev/null || true`],
         }, fingerprint([ldirectordConfig, pki.caCert, dropIn]), undefined,
-        childOptions(this, opts.dependsOn, gatewayVip, ldirectordCa, ldirectordDropIn, subsys, configFile));
+        childOptions(this, opts.dependsOn, ldirectordCa, ldirectordDropIn, subsys, configFile));
 
         // ldirectord adds each real server at weight 1, then holds it at 0 until its first check passes:
         // wait until every API server has passed its check, so the VIP serves from all of them.
@@ -184,7 +184,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             probe: `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $4 == 1' | wc -l)" -eq ${config.nodes.length} ]`,
             timeoutSeconds: config.healthTimeoutSeconds,
             diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
-        }, restarts, childOptions(this, opts.dependsOn, ldirectord, ...args.apiServers));
+        }, restarts, childOptions(this, opts.dependsOn, ldirectord, gatewayVip, ...args.apiServers));
 
         this.url = `https://${virtual}`;
         const healthz = `${this.url}/healthz`;

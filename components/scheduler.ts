@@ -61,6 +61,11 @@ export interface SchedulerArgs {
     pki: PkiFiles;
     /** The previous node's service: a change restarts one node's at a time. */
     rollAfter?: pulumi.Resource;
+    /**
+     * What its binary install and start wait for: the API behind the VIP and this node's API server (which
+     * writes the files it reads). Its kubeconfig and config install alongside etcd and the API servers.
+     */
+    api: pulumi.Resource[];
 }
 
 export class Scheduler extends pulumi.ComponentResource {
@@ -88,6 +93,7 @@ export class Scheduler extends pulumi.ComponentResource {
             },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             rollAfter: args.rollAfter,
+            startAfter: args.api,
         }, opts.dependsOn);
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }

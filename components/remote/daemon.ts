@@ -33,6 +33,12 @@ export interface DaemonSpec {
      */
     rollAfter?: pulumi.Input<pulumi.Resource>;
     /**
+     * What the binary install and the service's start wait for beyond the component's own steps and
+     * dependencies (a client of the API waits for the API servers: a newer one must never run first, not
+     * even restarted by systemd after a crash); its files install without waiting for these.
+     */
+    startAfter?: pulumi.Input<pulumi.Resource>[];
+    /**
      * Steps of the component that must precede the service (a data directory), or a function that makes
      * them once the binaries' step exists (a step that needs the binaries).
      */
@@ -60,7 +66,8 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     // otherwise break a daemon that has not restarted yet, on the next node.
     const inTurn = spec.rollAfter ? [spec.rollAfter] : [];
     const after = childOptions(component, deps, ...inTurn);
-    const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary, after);
+    const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary,
+        childOptions(component, deps, ...inTurn, ...(spec.startAfter ?? [])));
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
     const restartOn = restartFingerprint(spec);
@@ -70,7 +77,7 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
         ...spec.service, ownsUnitFile: true, onChange: "restart",
         afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
     }, restartOn, spec.unit,
-    childOptions(component, deps, installed, ...files, ...before, ...inTurn));
+    childOptions(component, deps, installed, ...files, ...before, ...inTurn, ...(spec.startAfter ?? [])));
     const ready = spec.gate
         ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },
             restartOn, childOptions(component, deps, service))

@@ -17,7 +17,7 @@ export function asRoot(text: string): string {
 }
 
 /**
- * A bounded poll: runs `probe` every `intervalSeconds` until it succeeds, or fails after `timeoutSeconds`
+ * A bounded poll: runs `probe` every half second until it succeeds, or fails after `timeoutSeconds`
  * with a message that says what it waited for, followed by the output of `diagnose`.
  */
 export function waitUntil(what: string, probe: string, timeoutSeconds: number, diagnose?: string): string[] {
@@ -30,7 +30,7 @@ export function waitUntil(what: string, probe: string, timeoutSeconds: number, d
         ...(diagnose ? [`    ${diagnose} >&2 || true`] : []),
         `    exit 1`,
         `  fi`,
-        `  sleep 1`,
+        `  sleep 0.5`,
         `done`,
         `echo ${shq(`ready: ${what}`)}`,
     ];
