@@ -1,5 +1,6 @@
 // Chapter 5 of "Kubernetes the hard way", as a Pulumi program: etcd, the API servers, the load balancer in
 // front of them, then the controller managers and schedulers, on the machines the stack config names.
+import * as pulumi from "@pulumi/pulumi";
 import { ApiServer } from "./components/apiServer";
 import { EtcdBackup, EtcdRestoreUpload, restoreSpec } from "./components/backup";
 import { ControllerManager } from "./components/controllerManager";
@@ -8,14 +9,30 @@ import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
+import { driftMarkers as allDriftMarkers, usePreviousMarkers } from "./components/remote/drift";
+import { probed, sshProbeRunner, startProbes } from "./components/remote/probe";
+import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
-import { Preflight } from "./components/preflight";
-import { loadStack } from "./components/stack";
+import { Preflight, refuseVersionSkew } from "./components/preflight";
+import { holdResourcesUntil, loadStack } from "./components/stack";
 
 // Config is validated before any resource exists.
-const { config, ssh } = loadStack();
+const { config, ssh, keyFile } = loadStack();
 const controlNodes = config.nodes.map(node => hostFor(node, ssh));
 const gateway = hostFor(config.gateway, ssh);
+
+// Drift (components/remote/drift.ts): every host is probed once, over one SSH session, once the program is
+// constructed (below, at the end); no resource is registered before, and none at all when a host cannot be
+// probed or its installed releases refuse the configured ones (the version skew policy, in preview too).
+const checked = probed().then(facts => refuseVersionSkew(config, config.nodes, facts));
+holdResourcesUntil(checked);
+// The markers of the last deployment, read back from this very stack (as a value: no step depends on the read).
+const lastDeployment = new pulumi.StackReference("last-deployment",
+    { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
+usePreviousMarkers(lastDeployment.getOutputDetails("driftMarkers").then(d => d.value as Record<string, string> | undefined));
+// Each drift-aware step's marker, the next run's previous one. The first output: when the probes or the version
+// skew policy refuse, it fails at once, and with it the program.
+export const driftMarkers = pulumi.output(checked.then(() => "checked")).apply(() => allDriftMarkers());
 
 // Chapter 4's certificates, keys, kubeconfigs and encryption config.
 const pki = clusterPki(config);
@@ -67,6 +84,9 @@ const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerM
 const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
     new Scheduler(`kube-scheduler-${host.name}`,
         { config, host, pki, rollAfter: previous?.daemon.service }, { dependsOn: [loadBalancer, apiServers[i]] }));
+
+// Every step has said what it observes: probe each host once, all together.
+void startProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key");
 
 export const apiUrl = apiServerUrl(config);
 export const vipUrl = loadBalancer.url;
