@@ -9,7 +9,7 @@ import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
-import { driftMarkers as allDriftMarkers, usePreviousMarkers } from "./components/remote/drift";
+import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
 import { probed, sshProbeRunner, startProbes } from "./components/remote/probe";
 import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
@@ -43,9 +43,11 @@ const preflight = new Preflight("preflight", { config, nodes: controlNodes });
 // No data lost (components/backup.ts): before any change that restarts or removes an etcd member, a snapshot
 // of etcd is taken where pulumi runs, and every etcd step waits for it, so a failed snapshot stops the change
 // before anything on a host changes; an up that changes nothing takes none. With restoreFrom (a new stack),
-// the snapshot is copied to every node and each member's data dir is restored from it.
+// the snapshot is copied to every node and each member's data dir is restored from it. A drift repair of a
+// member's service restarts it too: a snapshot first.
 const backup = new EtcdBackup("etcd-backup-before-change", {
-    config, ssh, when: "change", fingerprint: etcdMembersFingerprint(config, pki),
+    config, ssh, when: "change",
+    fingerprint: withDriftRepairs(etcdMembersFingerprint(config, pki), config.nodes.map(n => `etcd-${n.name}-service`)),
 }, { dependsOn: [preflight] });
 const restore = restoreSpec(config);
 const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });

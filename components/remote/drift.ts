@@ -30,7 +30,7 @@
 import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../config";
-import { addressKey, emptyFacts, HostFacts, observe, ProbeQuery } from "./probe";
+import { addressKey, emptyFacts, HostFacts, observe, probed, ProbeQuery } from "./probe";
 
 /** A file the step writes. */
 export interface FileExpectation<Sha = string> {
@@ -244,6 +244,18 @@ export function driftMarker(name: string, host: Machine, expectations: Expectati
 /** Every drift-aware step's marker, "" included: the stack output `driftMarkers`, the next run's `previous`. */
 export function driftMarkers(): pulumi.Output<Record<string, string>> {
     return pulumi.all(Object.fromEntries([...watched].map(([name, w]) => [name, w.marker])));
+}
+
+/**
+ * `fingerprint`, changed also by a drift repair of any of these steps (their markers, once every step is
+ * constructed and the hosts probed); unchanged while all their markers are empty. For a step that must run
+ * before such a repair (an etcd snapshot before a member restarts).
+ */
+export function withDriftRepairs(fingerprint: pulumi.Input<string>, steps: string[]): pulumi.Output<string> {
+    const markers = pulumi.output(probed()).apply(() =>
+        pulumi.all(steps.map(name => watched.get(name)?.marker ?? pulumi.output(""))));
+    return pulumi.all([fingerprint, markers]).apply(([f, ms]) => ms.every(m => m === "") ? f
+        : crypto.createHash("sha256").update(JSON.stringify([f, ms])).digest("hex").slice(0, 16));
 }
 
 /** Tests: what every host reports when it is in sync with every step, by host name. */

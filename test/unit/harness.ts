@@ -16,6 +16,8 @@ export interface ProbeSetup {
     hosts?: Record<string, HostFacts>;
     /** The stack outputs of the last deployment (the self-reference reads `driftMarkers` from them). */
     lastOutputs?: Record<string, unknown>;
+    /** Hosts whose probe fails, as ssh fails to reach a host. */
+    unreachable?: string[];
 }
 
 export interface Registration {
@@ -69,6 +71,9 @@ async function main(): Promise<void> {
     const probes: ProgramRun["probes"] = [];
     setProbeRunner(async (host, query) => {
         probes.push({ host: host.name, query });
+        if (setup.unreachable?.includes(host.name)) {
+            throw new Error(`ssh: connect to host ${host.address} port 22: No route to host`);
+        }
         return setup.hosts?.[host.name] ?? emptyFacts();
     });
     // A failing program also rejects the runtime's own promises: the result below is what counts.
