@@ -31,8 +31,10 @@ const lastDeployment = new pulumi.StackReference("last-deployment",
     { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
 usePreviousMarkers(lastDeployment.getOutputDetails("driftMarkers").then(d => d.value as Record<string, string> | undefined));
 // Each drift-aware step's marker, the next run's previous one. The first output: when the probes or the version
-// skew policy refuse, it fails at once, and with it the program.
-export const driftMarkers = pulumi.output(checked.then(() => "checked")).apply(() => allDriftMarkers());
+// skew policy refuse, it fails at once, and with it the program (the error is reported once, from here).
+const markersOnceChecked = checked.then(() => allDriftMarkers());
+markersOnceChecked.catch(() => undefined);
+export const driftMarkers = markersOnceChecked;
 
 // Chapter 4's certificates, keys, kubeconfigs and encryption config.
 const pki = clusterPki(config);

@@ -79,6 +79,8 @@ export function loadStack(): Stack {
 export function holdResourcesUntil(ready: Promise<unknown>): void {
     pulumi.runtime.registerStackTransformation(args => {
         const dependsOn: Promise<pulumi.Input<pulumi.Resource>[]> = ready.then(() => asList(args.opts.dependsOn));
+        // The registration awaits it later: a rejection is not an unhandled one meanwhile (it is reported once, by the program).
+        dependsOn.catch(() => undefined);
         return { props: args.props, opts: { ...args.opts, dependsOn } };
     });
 }

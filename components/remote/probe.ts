@@ -340,9 +340,10 @@ export function setProbeRunner(runner: ProbeRunner | undefined): void {
 
 /**
  * Probes every host something asked about, once each and all together, with `runner` (undefined: no probe,
- * saying `whyNot` in one log line). The facts go to whoever asked (`observe`, `probed`): a host that cannot be
- * probed fails them, naming the host and its address; a preview without `ssh` where pulumi runs goes on
- * without probing. Settles when the probes are over; never rejects.
+ * saying `whyNot` in one log line). The facts go to whoever asked (`observe`, `probed`): at `up`, a host that
+ * cannot be probed fails them, naming the host and its address; a preview goes on without it (a warning names
+ * it), as it goes on without `ssh` where pulumi runs or without a key. Settles when the probes are over; never
+ * rejects.
  */
 export async function startProbes(runner: ProbeRunner | undefined, whyNot: string): Promise<void> {
     started = true;
@@ -358,17 +359,20 @@ export async function startProbes(runner: ProbeRunner | undefined, whyNot: strin
         return skip(whyNot);
     }
     const results = await Promise.allSettled(hosts.map(h => probe(h.host, h.query)));
+    const preview = pulumi.runtime.isDryRun();
     const unavailable = results.find(r => r.status === "rejected" && r.reason instanceof ProbeUnavailable);
-    if (unavailable && pulumi.runtime.isDryRun()) {
-        return skip(String((unavailable as PromiseRejectedResult).reason.message));
+    if (unavailable && preview) {
+        skip(String((unavailable as PromiseRejectedResult).reason.message));
+        return;
     }
     const failures = results.flatMap((r, i) => r.status === "rejected"
         ? [`${hosts[i].host.name} (${hosts[i].host.address}): ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`] : []);
-    if (failures.length > 0) {
-        const err = new pulumi.RunError(`cannot compare the hosts with what the program installed, so nothing was changed:\n` +
-            failures.map(f => `  - ${f}`).join("\n"));
-        settle.reject(err);
+    if (failures.length > 0 && !preview) {
+        settle.reject(new pulumi.RunError(`cannot compare the hosts with what the program installed, so nothing was changed:\n` +
+            failures.map(f => `  - ${f}`).join("\n")));
         return;
     }
-    settle.resolve(new Map(hosts.map((h, i) => [h.host.name, (results[i] as PromiseFulfilledResult<HostFacts>).value])));
+    // A preview goes on without the hosts it cannot reach (as it goes without a key), saying which.
+    failures.forEach(f => pulumi.log.warn(`${f}: not compared with what the program installed (drift there is not shown)`));
+    settle.resolve(new Map(hosts.map((h, i) => [h.host.name, results[i].status === "fulfilled" ? results[i].value : undefined])));
 }

@@ -60,6 +60,13 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         assert.deepEqual(first.probes.map(p => p.host).sort(), ["control0", "control1", "control2", "gateway"]);
     });
 
+    test("the last deployment's markers come from a reference to this very stack, read, not managed", () => {
+        const reads = first.registrations.filter(r => r.read);
+        assert.deepEqual(reads.map(r => [r.type, r.name, r.inputs.name]),
+            [["pulumi:pulumi:StackReference", "last-deployment", "organization/control-plane/test"]]);
+        assert.ok(steps(first).every(r => !r.dependencies.includes(reads[0].urn)), "no step depends on the read");
+    });
+
     test("each host's one probe asks for everything its steps install, and the installed releases", () => {
         const query = (host: string) => first.probes.find(p => p.host === host)!.query;
         const control0 = query("control0");
@@ -208,10 +215,17 @@ describe("refusals before any resource is registered", () => {
         assert.ok(onlyTheStack(run).length > 100);
     });
 
-    test("a host that cannot be reached fails the program, naming it and its address, before any resource", () => {
+    test("at up, a host that cannot be reached fails the program, naming it and its address, before any resource", () => {
         const run = runProgram(devConfig(), { probe: { unreachable: ["control2"] } });
         assert.match(run.error ?? "", /cannot compare the hosts with what the program installed, so nothing was changed:\n  - control2 \(192.168.1.13\): ssh: connect to host 192.168.1.13 port 22: No route to host/);
         assert.deepEqual(onlyTheStack(run), []);
         assert.equal(run.probes.length, 4, "every host was probed once, together");
+    });
+
+    test("a preview goes on without a host it cannot reach, naming it, as it goes on without a key", () => {
+        const run = runProgram(devConfig(), { mode: "preview", probe: { unreachable: ["control2"] } });
+        assert.equal(run.error, undefined, run.error);
+        assert.match(run.stderr, /control2 \(192.168.1.13\): ssh: connect to host 192.168.1.13 port 22: No route to host: not compared with what the program installed/);
+        assert.ok(onlyTheStack(run).length > 100);
     });
 });

@@ -31,6 +31,8 @@ export interface Registration {
     inputs: Record<string, unknown>;
     additionalSecretOutputs: string[];
     ignoreChanges: string[];
+    /** A resource read, not managed (the stack's reference to itself). */
+    read?: boolean;
 }
 
 export interface ProgramRun {
@@ -91,6 +93,19 @@ async function main(): Promise<void> {
                     inputs: req.getObject()?.toJavaScript() ?? {},
                     additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
                     ignoreChanges: opts.ignorechangesList ?? [],
+                });
+            }
+            callback(err, response);
+        });
+    };
+    const read = MockMonitor.prototype.readResource;
+    MockMonitor.prototype.readResource = function (this: MockMonitor, req: any, callback: any) {
+        return read.call(this, req, (err: any, response: any) => {
+            if (!err) {
+                registrations.push({
+                    type: req.getType(), name: req.getName(), urn: response.getUrn(), parent: req.getParent(), custom: true,
+                    dependencies: req.getDependenciesList(), inputs: req.getProperties()?.toJavaScript() ?? {},
+                    additionalSecretOutputs: req.getAdditionalsecretoutputsList(), ignoreChanges: [], read: true,
                 });
             }
             callback(err, response);
