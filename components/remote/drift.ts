@@ -90,13 +90,15 @@ export function contentSha256(content: pulumi.Input<string>): pulumi.Output<stri
 
 /** What the probe must read for these expectations. */
 export function probeQueryOf(expectations: Expectation<unknown>[]): Partial<ProbeQuery> {
-    const query: Required<Pick<ProbeQuery, "files" | "units" | "addresses" | "sysctls">> =
-        { files: [], units: [], addresses: [], sysctls: [] };
+    const query: Required<Pick<ProbeQuery, "files" | "stats" | "units" | "addresses" | "sysctls">> =
+        { files: [], stats: [], units: [], addresses: [], sysctls: [] };
     for (const e of expectations) {
         switch (e.kind) {
             case "file":
+                (e.sha256 === undefined ? query.stats : query.files).push(e.path);
+                break;
             case "directory":
-                query.files.push(e.path);
+                query.stats.push(e.path);
                 break;
             case "unit":
                 query.units.push(e.name);
@@ -186,7 +188,7 @@ export function factsInSync(expectations: Expectation[], into: HostFacts = empty
     for (const e of expectations) {
         switch (e.kind) {
             case "file":
-                into.files[e.path] = { sha256: e.sha256 ?? "0".repeat(64), mode: e.mode.replace(/^0+(?=.)/, ""), owner: e.owner };
+                into.files[e.path] = { sha256: e.sha256 ?? "*", mode: e.mode.replace(/^0+(?=.)/, ""), owner: e.owner };
                 break;
             case "directory":
                 into.files[e.path] = { sha256: "dir", mode: e.mode.replace(/^0+(?=.)/, ""), owner: e.owner ?? "root:root" };

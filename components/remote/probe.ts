@@ -38,6 +38,8 @@ export interface VersionQuery {
 export interface ProbeQuery {
     /** Files and directories: sha256 (files), mode and owner. */
     files: string[];
+    /** Files whose content is not compared (binaries from an archive): mode and owner only, their sha256 `*`. */
+    stats: string[];
     /** systemd units: enabled? active? */
     units: string[];
     /** Addresses on interfaces: present? */
@@ -50,7 +52,7 @@ export interface ProbeQuery {
 
 /** A file as the host has it; every field undefined when there is no such file. */
 export interface FileFact {
-    /** sha256 of the content, or `dir` for a directory. */
+    /** sha256 of the content, `*` when not read (`stats`), or `dir` for a directory. */
     sha256?: string;
     /** Octal mode as `stat -c %a` prints it (`644`). */
     mode?: string;
@@ -77,7 +79,7 @@ export interface HostFacts {
     versions: Record<string, string>;
 }
 
-export const emptyQuery = (): ProbeQuery => ({ files: [], units: [], addresses: [], sysctls: [], versions: [] });
+export const emptyQuery = (): ProbeQuery => ({ files: [], stats: [], units: [], addresses: [], sysctls: [], versions: [] });
 export const emptyFacts = (): HostFacts => ({ files: {}, units: {}, addresses: {}, sysctls: {}, versions: {} });
 export const addressKey = (a: AddressQuery) => `${a.device} ${a.address}`;
 
@@ -90,7 +92,10 @@ const QUERY_END = "KTHW_PROBE_QUERY";
 const BEGIN = "kthw-probe begin";
 const END = "kthw-probe end";
 
-/** The query as data lines, one item each: `file PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`, `version ARCH PATH`. */
+/**
+ * The query as data lines, one item each: `file PATH`, `stat PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`,
+ * `version ARCH PATH`; a file both hashed and only stat'ed is hashed.
+ */
 export function probeQueryLines(query: ProbeQuery): string[] {
     const word = (what: string, value: string) => {
         if (value === "" || /[\s]/.test(value)) {
@@ -106,6 +111,7 @@ export function probeQueryLines(query: ProbeQuery): string[] {
     };
     return [
         ...query.files.map(f => `file ${last("path", f)}`),
+        ...query.stats.filter(f => !query.files.includes(f)).map(f => `stat ${last("path", f)}`),
         ...query.units.map(u => `unit ${word("unit", u)}`),
         ...query.addresses.map(a => `addr ${word("device", a.device)} ${word("address", a.address)}`),
         ...query.sysctls.map(k => `sysctl ${word("key", k)}`),
@@ -115,7 +121,7 @@ export function probeQueryLines(query: ProbeQuery): string[] {
 
 /**
  * The read-only script a probe runs as root (from stdin, `sudo -n bash -s`): for each item of the query, one
- * line `file SHA256|dir|- MODE OWNER PATH`, `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`,
+ * line `file SHA256|*|dir|- MODE OWNER PATH`, `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`,
  * `sysctl KEY VALUE`, `version PATH FIRST-LINE`, between a begin and an end line. One function, read whole
  * before it runs; every command's stdin is /dev/null (the heredoc is the loop's).
  */
@@ -124,6 +130,7 @@ export function probeScript(query: ProbeQuery): string {
         `probe_file() {`,
         `  local sum`,
         `  if [ -d "$1" ]; then sum=dir`,
+        `  elif [ -f "$1" ] && [ "$2" = stat ]; then sum='*'`,
         `  elif [ -f "$1" ]; then sum=$(sha256sum <"$1" | cut -d' ' -f1)`,
         `  else printf 'file - - - %s\\n' "$1"; return 0; fi`,
         `  printf 'file %s %s %s %s\\n' "$sum" "$(stat -c %a "$1")" "$(stat -c %U:%G "$1")" "$1"`,
@@ -159,7 +166,8 @@ export function probeScript(query: ProbeQuery): string {
         `  echo '${BEGIN}'`,
         `  while read -r kind rest; do`,
         `    case $kind in`,
-        `      file) probe_file "$rest" </dev/null ;;`,
+        `      file) probe_file "$rest" sum </dev/null ;;`,
+        `      stat) probe_file "$rest" stat </dev/null ;;`,
         `      unit) probe_unit "$rest" </dev/null ;;`,
         `      addr) probe_addr "\${rest%% *}" "\${rest#* }" </dev/null ;;`,
         `      sysctl) probe_sysctl "$rest" </dev/null ;;`,
@@ -321,6 +329,7 @@ export function observe(host: Machine, want: Partial<ProbeQuery>): Promise<HostF
         }
     };
     add(entry.query.files, want.files);
+    add(entry.query.stats, want.stats);
     add(entry.query.units, want.units);
     add(entry.query.addresses, want.addresses, addressKey);
     add(entry.query.sysctls, want.sysctls);

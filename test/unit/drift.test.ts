@@ -72,9 +72,12 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         const control0 = query("control0");
         for (const file of ["/etc/etcd/kubernetes-key.pem", "/var/lib/kubernetes/ca-key.pem", "/var/lib/kubernetes/kube-scheduler.kubeconfig",
             "/etc/kubernetes/config/kube-scheduler.yaml", "/etc/systemd/system/etcd.service", "/etc/systemd/system/kubernetes-vip.service",
-            "/etc/sysctl.d/50-vip-arp.conf", "/usr/local/bin/kube-scheduler", "/usr/local/bin/etcdutl", "/var/lib/etcd"]) {
+            "/etc/sysctl.d/50-vip-arp.conf", "/usr/local/bin/kube-scheduler", "/usr/local/bin/kube-apiserver"]) {
             assert.ok(control0.files.includes(file), file);
         }
+        // etcd's binaries come from a tarball, and the controller manager has no sha256 in this config: not read.
+        assert.deepEqual([...control0.stats].sort(), ["/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl",
+            "/usr/local/bin/kube-controller-manager", "/var/lib/etcd"]);
         assert.deepEqual([...control0.units].sort(), ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubernetes-vip"]);
         assert.deepEqual(control0.addresses, [{ device: "lo", address: "192.168.1.21" }]);
         assert.deepEqual([...control0.sysctls].sort(), ["net.ipv4.conf.all.arp_announce", "net.ipv4.conf.all.arp_ignore"]);

@@ -29,8 +29,12 @@ describe("the probe script", () => {
         const spaced = path.join(dir, "a file with spaces");
         fs.writeFileSync(spaced, "x", { mode: 0o644 });
         fs.chmodSync(spaced, 0o644);
+        const binary = path.join(dir, "etcdutl");
+        fs.writeFileSync(binary, "#!/bin/sh\n", { mode: 0o755 });
+        fs.chmodSync(binary, 0o755);
         const text = probeScript(query({
             files: [key, dir, spaced, path.join(dir, "missing")],
+            stats: [binary, key],
             sysctls: ["kernel.ostype", "kernel.no-such-parameter"],
             addresses: [{ device: "lo", address: "127.0.0.1" }, { device: "lo", address: "192.0.2.99" }, { device: "nope0", address: "192.0.2.1" }],
             versions: [{ binary: "/bin/bash", arch: "amd64" }, { binary: path.join(dir, "no-binary"), arch: "arm64" }],
@@ -44,6 +48,7 @@ describe("the probe script", () => {
         assert.deepEqual(facts.files[key], { sha256: sha("SECRET-KEY-MATERIAL\n"), mode: "600", owner: user });
         assert.deepEqual(facts.files[spaced], { sha256: sha("x"), mode: "644", owner: user });
         assert.equal(facts.files[dir].sha256, "dir");
+        assert.deepEqual(facts.files[binary], { sha256: "*", mode: "755", owner: user }, "stat only: not read");
         assert.deepEqual(facts.files[path.join(dir, "missing")], { sha256: undefined, mode: undefined, owner: undefined });
         assert.equal(facts.sysctls["kernel.ostype"], "Linux");
         assert.equal(facts.sysctls["kernel.no-such-parameter"], undefined);
@@ -168,10 +173,11 @@ describe("drift markers, case by case", () => {
     const with_ = (change: (f: HostFacts) => void) => { const f = inSync(); change(f); return f; };
 
     test("what a step installs is what the probe asks", () => {
-        assert.deepEqual(probeQueryOf(all), {
-            files: [file.kind === "file" ? file.path : ""], units: ["kube-scheduler"],
+        const fromArchive: Expectation = { kind: "file", path: "/usr/local/bin/etcd", mode: "0755", owner: "root:root" };
+        assert.deepEqual(probeQueryOf([...all, fromArchive, { kind: "directory", path: "/var/lib/etcd", mode: "0700" }]), {
+            files: [file.kind === "file" ? file.path : ""], stats: ["/usr/local/bin/etcd", "/var/lib/etcd"], units: ["kube-scheduler"],
             addresses: [{ device: "lo", address: "192.168.1.21" }], sysctls: ["net.ipv4.conf.all.arp_ignore"],
-        });
+        }, "a content is read only when it is compared");
     });
 
     test("in sync: the content, the mode (as stat prints it), the owner; a unit enabled and running or coming back", () => {
