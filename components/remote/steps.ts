@@ -74,13 +74,13 @@ export function fileScripts(spec: FileSpec): StepScripts {
     };
 }
 
+/** Who owns what the steps write as root. */
+const ROOT = "root:root";
+
 /** A file step's file: its content's sha256, its mode, its owner (root's unless given: the step writes it as root). */
 export function fileExpectations(spec: FileSpec, content: pulumi.Input<string>): Expectation<pulumi.Input<string>>[] {
     return [{ kind: "file", path: spec.path, sha256: contentSha256(content), mode: spec.mode, owner: spec.owner ?? ROOT }];
 }
-
-/** Who owns what the steps write as root. */
-const ROOT = "root:root";
 
 export interface BinarySpec {
     url: string;
