@@ -1,5 +1,6 @@
 // Chapter 5 of "Kubernetes the hard way", as a Pulumi program: etcd, the API servers, the load balancer in
 // front of them, then the controller managers and schedulers, on the machines the stack config names.
+import * as pulumi from "@pulumi/pulumi";
 import { ApiServer } from "./components/apiServer";
 import { EtcdBackup, EtcdRestoreUpload, restoreSpec } from "./components/backup";
 import { ControllerManager } from "./components/controllerManager";
@@ -8,14 +9,32 @@ import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
+import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
+import { probed, sshProbeRunner, startProbes } from "./components/remote/probe";
+import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
-import { Preflight } from "./components/preflight";
-import { loadStack } from "./components/stack";
+import { Preflight, refuseVersionSkew } from "./components/preflight";
+import { holdResourcesUntil, loadStack } from "./components/stack";
 
 // Config is validated before any resource exists.
-const { config, ssh } = loadStack();
+const { config, ssh, keyFile } = loadStack();
 const controlNodes = config.nodes.map(node => hostFor(node, ssh));
 const gateway = hostFor(config.gateway, ssh);
+
+// Drift (components/remote/drift.ts): every host is probed once, over one SSH session, once the program is
+// constructed (below, at the end); no resource is registered before, and none at all when a host cannot be
+// probed or its installed releases refuse the configured ones (the version skew policy, in preview too).
+const checked = probed().then(facts => refuseVersionSkew(config, config.nodes, facts));
+holdResourcesUntil(checked);
+// The markers of the last deployment, read back from this very stack (as a value: no step depends on the read).
+const lastDeployment = new pulumi.StackReference("last-deployment",
+    { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
+usePreviousMarkers(lastDeployment.getOutputDetails("driftMarkers").then(d => d.value as Record<string, string> | undefined));
+// Each drift-aware step's marker, the next run's previous one. The first output: when the probes or the version
+// skew policy refuse, it fails at once, and with it the program (the error is reported once, from here).
+const markersOnceChecked = checked.then(() => allDriftMarkers());
+markersOnceChecked.catch(() => undefined);
+export const driftMarkers = markersOnceChecked;
 
 // Chapter 4's certificates, keys, kubeconfigs and encryption config.
 const pki = clusterPki(config);
@@ -26,9 +45,11 @@ const preflight = new Preflight("preflight", { config, nodes: controlNodes });
 // No data lost (components/backup.ts): before any change that restarts or removes an etcd member, a snapshot
 // of etcd is taken where pulumi runs, and every etcd step waits for it, so a failed snapshot stops the change
 // before anything on a host changes; an up that changes nothing takes none. With restoreFrom (a new stack),
-// the snapshot is copied to every node and each member's data dir is restored from it.
+// the snapshot is copied to every node and each member's data dir is restored from it. A drift repair of a
+// member's service restarts it too: a snapshot first.
 const backup = new EtcdBackup("etcd-backup-before-change", {
-    config, ssh, when: "change", fingerprint: etcdMembersFingerprint(config, pki),
+    config, ssh, when: "change",
+    fingerprint: withDriftRepairs(etcdMembersFingerprint(config, pki), config.nodes.map(n => `etcd-${n.name}-service`)),
 }, { dependsOn: [preflight] });
 const restore = restoreSpec(config);
 const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
@@ -71,6 +92,9 @@ const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefin
     new Scheduler(`kube-scheduler-${host.name}`,
         { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
         { dependsOn: [preflight] }));
+
+// Every step has said what it observes: probe each host once, all together.
+void startProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key");
 
 export const apiUrl = apiServerUrl(config);
 export const vipUrl = loadBalancer.url;

@@ -22,24 +22,10 @@ import { ETCD_DATA_DIR, ETCDCTL, RESTORE_SNAPSHOT, RestoreSpec } from "./etcd";
 import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq } from "./remote/shell";
+import { pinnedHostLines, SshSettings, sshOptionGroups, sshSettings } from "./remote/ssh";
 
 /** Exit status of the node script when the node holds no etcd data (a new cluster): nothing to back up. */
 const NO_DATA = 3;
-
-export interface SshSettings {
-    user: string;
-    port: number;
-    hostKeys: Record<string, string>;
-    dialTimeoutSeconds: number;
-    dialAttempts: number;
-}
-
-export function sshSettings(ssh: SshAccess): SshSettings {
-    return {
-        user: ssh.user, port: ssh.port, hostKeys: ssh.hostKeys,
-        dialTimeoutSeconds: ssh.dialTimeoutSeconds, dialAttempts: ssh.dialAttempts,
-    };
-}
 
 /**
  * Lines that read the SSH private key from stdin into a 0600 temp file, write the pinned host keys to a temp
@@ -47,7 +33,10 @@ export function sshSettings(ssh: SshAccess): SshSettings {
  * Both files are removed on exit.
  */
 export function localSshLines(ssh: SshSettings): string[] {
-    const pinned = Object.entries(ssh.hostKeys).map(([name, key]) => `${name} ${key}`);
+    const pinned = pinnedHostLines(ssh);
+    const [first, ...rest] = sshOptionGroups(ssh,
+        { key: `"$secrets/key"`, knownHosts: `"$secrets/known_hosts"`, alias: `"$name"`, strict: `"$strict"` });
+    const last = rest.pop()!;
     return [
         `umask 077`,
         `secrets=$(mktemp -d)`,
@@ -61,11 +50,10 @@ export function localSshLines(ssh: SshSettings): string[] {
         `  local name=$1 address=$2 strict=no`,
         `  shift 2`,
         `  if grep -q "^$name " "$secrets/known_hosts"; then strict=yes; fi`,
-        `  ssh -F /dev/null -i "$secrets/key" -o IdentitiesOnly=yes -o BatchMode=yes \\`,
-        `    -o UserKnownHostsFile="$secrets/known_hosts" -o GlobalKnownHostsFile=/dev/null \\`,
-        `    -o HostKeyAlias="$name" -o StrictHostKeyChecking="$strict" -o LogLevel=ERROR \\`,
-        `    -o ConnectTimeout=${ssh.dialTimeoutSeconds} -o ConnectionAttempts=${ssh.dialAttempts} \\`,
-        `    -p ${ssh.port} ${shq(ssh.user)}@"$address" "$@"`,
+        // The options of components/remote/ssh.ts, one group a line.
+        `  ssh ${first.join(" ")} \\`,
+        ...rest.map(group => `    ${group.join(" ")} \\`),
+        `    ${last.join(" ")} ${shq(ssh.user)}@"$address" "$@"`,
         `}`,
     ];
 }

@@ -28,8 +28,11 @@ export const SUBSYS_TMPFILES = "/etc/tmpfiles.d/ldirectord-subsys.conf";
 export const VIP_UNIT = "kubernetes-vip";
 
 /** The seed's ARP settings: never answer or announce the VIP from a control node. */
+export const ARP_SYSCTLS: [string, string][] = [["net.ipv4.conf.all.arp_announce", "2"], ["net.ipv4.conf.all.arp_ignore", "1"]];
+
+/** The seed's /etc/sysctl.d/50-vip-arp.conf. */
 export function renderArpSysctl(): string {
-    return ["net.ipv4.conf.all.arp_announce = 2", "net.ipv4.conf.all.arp_ignore = 1"].join("\n") + "\n";
+    return ARP_SYSCTLS.map(([key, value]) => `${key} = ${value}`).join("\n") + "\n";
 }
 
 /**
@@ -132,8 +135,10 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
                 afterRemove: ["sysctl -q -w net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_ignore=0"],
             }, renderArpSysctl(), after);
             const unit = renderVipUnit(config, "lo", ARP_SYSCTL_FILE);
+            // Running, it holds the VIP on lo and the ARP settings (its start applies them): a restart repairs both.
             return systemdService(`${name}-${node.name}-vip`, node,
-                { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart" },
+                { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart",
+                    holds: { addresses: [{ device: "lo", address: config.vip }], sysctls: ARP_SYSCTLS } },
                 fingerprint([unit, renderArpSysctl()]), unit, childOptions(this, opts.dependsOn, arp));
         });
 
@@ -147,7 +152,8 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const gatewayStep = childOptions(this, opts.dependsOn, ready);
         const gatewayUnit = renderVipUnit(config, config.nic);
         const gatewayVip = systemdService(`${name}-gateway-vip`, gateway,
-            { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart" },
+            { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart",
+                holds: { addresses: [{ device: config.nic, address: config.vip }] } },
             fingerprint([gatewayUnit]), gatewayUnit, gatewayStep);
         const ldirectordCa = remoteFile(`${name}-ldirectord-ca`, gateway, { path: LDIRECTORD_CA_FILE, mode: "0644" },
             pki.caCert, gatewayStep);

@@ -1,8 +1,10 @@
-// Reads the stack's config once, validates it before any resource exists, and loads the SSH key.
+// Reads the stack's config once, validates it before any resource exists, and loads the SSH key; holds every
+// resource until the hosts are probed (what must be refused is refused before any resource is registered).
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import { CONFIG_KEYS, CONFIG_NAMESPACE, ClusterConfig, DEFAULTS, expandHome, validateConfig } from "./config";
 import { SshAccess, sshAccess } from "./remote/host";
+import { asList } from "./remote/options";
 
 // Whether a config value is a secret in the stack file (the SDK's own check, which it does not export in its
 // types: the language host passes the secret keys in PULUMI_CONFIG_SECRET_KEYS).
@@ -12,6 +14,8 @@ const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfi
 export interface Stack {
     config: ClusterConfig;
     ssh: SshAccess;
+    /** The SSH private key file, when there is one (a preview may go without). */
+    keyFile?: string;
 }
 
 /** Stack config values arrive as strings; lists, maps and numbers are JSON, as `pulumi config` stores them. */
@@ -65,5 +69,18 @@ export function loadStack(): Stack {
     }
     // The key is a secret from the moment it is read: in state it is encrypted, in logs it is [secret].
     const privateKey = pulumi.secret(keyFound ? fs.readFileSync(keyPath, "utf8") : "preview without an SSH key");
-    return { config, ssh: sshAccess(config, privateKey, !keyFound) };
+    return { config, ssh: sshAccess(config, privateKey, !keyFound), ...(keyFound ? { keyFile: keyPath } : {}) };
+}
+
+/**
+ * No resource constructed from now on is registered with the engine before `ready` resolves (each waits for it
+ * as for a dependency); when it rejects, none is, and the program fails with its error. Adds no dependency.
+ */
+export function holdResourcesUntil(ready: Promise<unknown>): void {
+    pulumi.runtime.registerStackTransformation(args => {
+        const dependsOn: Promise<pulumi.Input<pulumi.Resource>[]> = ready.then(() => asList(args.opts.dependsOn));
+        // The registration awaits it later: a rejection is not an unhandled one meanwhile (it is reported once, by the program).
+        dependsOn.catch(() => undefined);
+        return { props: args.props, opts: { ...args.opts, dependsOn } };
+    });
 }

@@ -1,9 +1,13 @@
 // The few building blocks every component is made of: a remote file, a binary install, a systemd service,
 // a data directory and a health gate. Each is a remote.Command whose scripts come from a pure function
-// below (tests lint and compare them); each step that changes a host has a delete that undoes exactly it.
+// below (tests lint and compare them); each step that changes a host has a delete that undoes exactly it,
+// and says what it installs (its expectations, below each renderer), so that the host probe shows where a
+// host differs and the step's update repairs it (drift.ts).
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { contentSha256, driftMarker, Expectation, withDriftMarker } from "./drift";
+import { AddressQuery } from "./probe";
 import { asRoot, script, shq, waitUntil } from "./shell";
 import { Host } from "./host";
 
@@ -70,6 +74,14 @@ export function fileScripts(spec: FileSpec): StepScripts {
     };
 }
 
+/** Who owns what the steps write as root. */
+const ROOT = "root:root";
+
+/** A file step's file: its content's sha256, its mode, its owner (root's unless given: the step writes it as root). */
+export function fileExpectations(spec: FileSpec, content: pulumi.Input<string>): Expectation<pulumi.Input<string>>[] {
+    return [{ kind: "file", path: spec.path, sha256: contentSha256(content), mode: spec.mode, owner: spec.owner ?? ROOT }];
+}
+
 export interface BinarySpec {
     url: string;
     /** Expected sha256 of the download; empty: not checked. */
@@ -112,6 +124,23 @@ export function binaryScripts(spec: BinarySpec): StepScripts {
     };
 }
 
+/**
+ * A binary step's binaries: each 0755 root's, and the checksum when it is the binary's own (a single file
+ * download with `sha256`); a binary unpacked from an archive, or without `sha256`, is only checked to be there.
+ */
+export function binaryExpectations(spec: BinarySpec): Expectation[] {
+    const ownSum = !spec.archiveDir && spec.sha256 !== "" ? spec.sha256 : undefined;
+    return spec.binaries.map(b => ({ kind: "file", path: `${spec.installDir}/${b}`, sha256: ownSum, mode: "0755", owner: ROOT }));
+}
+
+/** What a running service keeps on its host (the VIP's unit: the address, the ARP settings). */
+export interface HeldState {
+    /** Addresses on interfaces. */
+    addresses?: AddressQuery[];
+    /** Kernel parameters and their values. */
+    sysctls?: [string, string][];
+}
+
 export interface ServiceSpec {
     unitName: string;
     /** Changes whenever anything the service reads changes; a change re-runs the step, which restarts. */
@@ -136,6 +165,11 @@ export interface ServiceSpec {
     beforeChange?: string[];
     /** Mode of the unit file the step writes; default 0644, as the seed. */
     unitFileMode?: string;
+    /**
+     * What the running service keeps on the host: compared with the host like the unit, so a difference is
+     * drift of this step, which its update (a restart) repairs.
+     */
+    holds?: HeldState;
 }
 
 /** A bounded poll on a host: what it waits for (in words), how to probe, how to explain a timeout. */
@@ -183,6 +217,23 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
     };
 }
 
+/**
+ * A service step's unit file (when it writes one), the unit enabled and running, and what it `holds`: a
+ * difference is repaired by the update, which installs the unit, enables it and restarts (or reloads) it.
+ */
+export function serviceExpectations(spec: Omit<ServiceSpec, "fingerprint">,
+    unitContent: pulumi.Input<string> | undefined): Expectation<pulumi.Input<string>>[] {
+    return [
+        ...(spec.ownsUnitFile && unitContent !== undefined
+            ? [{ kind: "file" as const, path: `/etc/systemd/system/${spec.unitName}.service`, sha256: contentSha256(unitContent),
+                mode: spec.unitFileMode ?? "0644", owner: ROOT }]
+            : []),
+        { kind: "unit", name: spec.unitName },
+        ...(spec.holds?.addresses ?? []).map(a => ({ kind: "address" as const, device: a.device, address: a.address })),
+        ...(spec.holds?.sysctls ?? []).map(([key, value]) => ({ kind: "sysctl" as const, key, value })),
+    ];
+}
+
 export interface DirectorySpec {
     path: string;
     mode: string;
@@ -197,6 +248,11 @@ export function directoryScripts(spec: DirectorySpec): StepScripts {
             ...(spec.owner ? [`chown -R ${shq(spec.owner)} ${shq(spec.path)}`] : [])),
         delete: script(`rm -rf ${shq(spec.path)}`),
     };
+}
+
+/** A directory step's directory: its mode, and its owner when the step sets one. */
+export function directoryExpectations(spec: DirectorySpec): Expectation[] {
+    return [{ kind: "directory", path: spec.path, mode: spec.mode, owner: spec.owner }];
 }
 
 export interface GateSpec extends WaitSpec {
@@ -233,15 +289,25 @@ export interface StepArgs {
     stdin?: pulumi.Input<string>;
     /** The step replaces itself (instead of updating) when these change. */
     triggers?: pulumi.Input<string>[];
+    /**
+     * What the step installs, compared with the host (drift.ts): where the host differs, the create and update
+     * scripts carry a new drift marker, so the step shows as an update and its update repairs the host.
+     */
+    expects?: Expectation<pulumi.Input<string>>[];
 }
 
 /** Runs a step's scripts as root on the host, with the host's SSH settings. */
 export function remoteStep(name: string, args: StepArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
     const scripts = pulumi.output(args.scripts);
+    const marker = args.expects ? driftMarker(name, args.host, args.expects) : pulumi.output("");
+    const marked = pulumi.all([scripts, marker]).apply(([s, m]) => ({
+        create: withDriftMarker(s.create, m),
+        update: withDriftMarker(s.update ?? s.create, m),
+    }));
     return new command.remote.Command(name, {
         connection: args.host.connection,
-        create: scripts.apply(s => asRoot(s.create)),
-        update: scripts.apply(s => (s.update ? asRoot(s.update) : asRoot(s.create))),
+        create: marked.apply(s => asRoot(s.create)),
+        update: marked.apply(s => asRoot(s.update)),
         delete: scripts.apply(s => (s.delete ? asRoot(s.delete) : undefined)) as pulumi.Output<string>,
         stdin: args.stdin,
         triggers: args.triggers,
@@ -256,24 +322,24 @@ export function remoteStep(name: string, args: StepArgs, opts: pulumi.CustomReso
 
 export function remoteFile(name: string, host: Host, spec: FileSpec, content: pulumi.Input<string>,
     opts: pulumi.CustomResourceOptions): command.remote.Command {
-    return remoteStep(name, { host, scripts: fileScripts(spec), stdin: content }, opts);
+    return remoteStep(name, { host, scripts: fileScripts(spec), stdin: content, expects: fileExpectations(spec, content) }, opts);
 }
 
 export function binaryInstall(name: string, host: Host, spec: BinarySpec,
     opts: pulumi.CustomResourceOptions): command.remote.Command {
-    return remoteStep(name, { host, scripts: binaryScripts(spec) }, opts);
+    return remoteStep(name, { host, scripts: binaryScripts(spec), expects: binaryExpectations(spec) }, opts);
 }
 
 export function dataDirectory(name: string, host: Host, spec: DirectorySpec,
     opts: pulumi.CustomResourceOptions): command.remote.Command {
-    return remoteStep(name, { host, scripts: directoryScripts(spec) }, opts);
+    return remoteStep(name, { host, scripts: directoryScripts(spec), expects: directoryExpectations(spec) }, opts);
 }
 
 export function systemdService(name: string, host: Host, spec: Omit<ServiceSpec, "fingerprint">,
     fingerprint: pulumi.Input<string>, unitContent: pulumi.Input<string> | undefined,
     opts: pulumi.CustomResourceOptions): command.remote.Command {
     const scripts = pulumi.output(fingerprint).apply(f => serviceScripts({ ...spec, fingerprint: f }));
-    return remoteStep(name, { host, scripts, stdin: unitContent }, opts);
+    return remoteStep(name, { host, scripts, stdin: unitContent, expects: serviceExpectations(spec, unitContent) }, opts);
 }
 
 /** A gate on a host; it is replaced (re-run) whenever its fingerprint changes. */

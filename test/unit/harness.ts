@@ -1,12 +1,24 @@
 // Runs the program once under Pulumi's runtime mocks and prints, as JSON, every registerResource request
 // the mock monitor received (type, name, parent, dependencies, inputs with their secret markers) and the
 // stack outputs. Config comes as JSON in argv[2]; argv[3] is "preview" or "up"; argv[5] lists the keys
-// that are secrets in the stack file. One process per run, so
-// every scenario starts from a clean runtime.
+// that are secrets in the stack file; argv[6] is the hosts as the probe finds them and the last deployment's
+// stack outputs (`ProbeSetup`). One process per run, so every scenario starts from a clean runtime.
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import { expectedFacts } from "../../components/remote/drift";
+import { emptyFacts, HostFacts, ProbeQuery, setProbeRunner } from "../../components/remote/probe";
+
+/** What the hosts have (the probe's facts, by host name: absent hosts have nothing), and the last deployment's outputs. */
+export interface ProbeSetup {
+    /** Facts by host name; a host not given has nothing the program installs. */
+    hosts?: Record<string, HostFacts>;
+    /** The stack outputs of the last deployment (the self-reference reads `driftMarkers` from them). */
+    lastOutputs?: Record<string, unknown>;
+    /** Hosts whose probe fails, as ssh fails to reach a host. */
+    unreachable?: string[];
+}
 
 export interface Registration {
     type: string;
@@ -19,6 +31,8 @@ export interface Registration {
     inputs: Record<string, unknown>;
     additionalSecretOutputs: string[];
     ignoreChanges: string[];
+    /** A resource read, not managed (the stack's reference to itself). */
+    read?: boolean;
 }
 
 export interface ProgramRun {
@@ -26,10 +40,15 @@ export interface ProgramRun {
     /** Stack outputs as sent to the engine, secret markers included. */
     outputs: Record<string, unknown>;
     error?: string;
+    /** The host probes the program ran, one entry per probe: host name and what it asked. */
+    probes: { host: string; query: ProbeQuery }[];
+    /** What each host reports when in sync with every step (components/remote/drift.ts). */
+    expectedFacts?: Record<string, HostFacts>;
 }
 
 /** What the mocks answer for each resource type: fake PEMs and keys that tests can look for. */
-export function mockState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+export function mockState(type: string, name: string, inputs: Record<string, unknown>,
+    lastOutputs: Record<string, unknown> = {}): Record<string, unknown> {
     const pem = (kind: string) => `-----BEGIN ${kind}-----\nMOCK ${name}\n-----END ${kind}-----\n`;
     switch (type) {
         case "tls:index/privateKey:PrivateKey":
@@ -41,13 +60,24 @@ export function mockState(type: string, name: string, inputs: Record<string, unk
             return { ...inputs, certRequestPem: pem("CERTIFICATE REQUEST") };
         case "random:index/randomBytes:RandomBytes":
             return { ...inputs, base64: `MOCK-ENCRYPTION-KEY-${name}`, hex: "00" };
+        case "pulumi:pulumi:StackReference":
+            return { ...inputs, outputs: lastOutputs, secretOutputNames: [] };
         default:
             return { ...inputs, stdout: "", stderr: "" };
     }
 }
 
 async function main(): Promise<void> {
-    const [configJson, mode, outFile, secretKeysJson] = process.argv.slice(2);
+    const [configJson, mode, outFile, secretKeysJson, probeJson] = process.argv.slice(2);
+    const setup = JSON.parse(probeJson ?? "{}") as ProbeSetup;
+    const probes: ProgramRun["probes"] = [];
+    setProbeRunner(async (host, query) => {
+        probes.push({ host: host.name, query });
+        if (setup.unreachable?.includes(host.name)) {
+            throw new Error(`ssh: connect to host ${host.address} port 22: No route to host`);
+        }
+        return setup.hosts?.[host.name] ?? emptyFacts();
+    });
     // A failing program also rejects the runtime's own promises: the result below is what counts.
     process.on("unhandledRejection", () => undefined);
     const registrations: Registration[] = [];
@@ -68,6 +98,19 @@ async function main(): Promise<void> {
             callback(err, response);
         });
     };
+    const read = MockMonitor.prototype.readResource;
+    MockMonitor.prototype.readResource = function (this: MockMonitor, req: any, callback: any) {
+        return read.call(this, req, (err: any, response: any) => {
+            if (!err) {
+                registrations.push({
+                    type: req.getType(), name: req.getName(), urn: response.getUrn(), parent: req.getParent(), custom: true,
+                    dependencies: req.getDependenciesList(), inputs: req.getProperties()?.toJavaScript() ?? {},
+                    additionalSecretOutputs: req.getAdditionalsecretoutputsList(), ignoreChanges: [], read: true,
+                });
+            }
+            callback(err, response);
+        });
+    };
     const registerOutputs = MockMonitor.prototype.registerResourceOutputs;
     MockMonitor.prototype.registerResourceOutputs = function (this: MockMonitor, req: any, callback: any) {
         if (req.getUrn().endsWith("::pulumi:pulumi:Stack::control-plane-test")) {
@@ -76,21 +119,23 @@ async function main(): Promise<void> {
         return registerOutputs.call(this, req, callback);
     };
     await pulumi.runtime.setMocks({
-        newResource: args => ({ id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) }),
+        newResource: args => ({ id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs, setup.lastOutputs) }),
         call: args => args.inputs,
-    }, "control-plane", "test", mode !== "up");
+    }, "control-plane", "test", mode !== "up", "organization");
     pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(JSON.parse(configJson) as Record<string, unknown>)
         .map(([key, value]) => [`control-plane:${key}`, typeof value === "string" ? value : JSON.stringify(value)])),
     (JSON.parse(secretKeysJson ?? "[]") as string[]).map(key => `control-plane:${key}`));
     let error: string | undefined;
+    let expected: Record<string, HostFacts> | undefined;
     try {
         await pulumi.runtime.runInPulumiStack(async () => require(path.join(__dirname, "..", "..", "index")));
+        expected = await new Promise(resolve => expectedFacts().apply(facts => resolve(facts)));
         await pulumi.runtime.disconnect();
     } catch (e) {
         error = e instanceof Error ? e.message : String(e);
     }
     // Written to a file: in mock mode pulumi.log writes to stdout.
-    fs.writeFileSync(outFile, JSON.stringify({ registrations, outputs, error } as ProgramRun));
+    fs.writeFileSync(outFile, JSON.stringify({ registrations, outputs, error, probes, expectedFacts: expected } as ProgramRun));
     process.exit(0);
 }
 

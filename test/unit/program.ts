@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { ProgramRun, Registration } from "./harness";
+import type { ProbeSetup, ProgramRun, Registration } from "./harness";
 
 export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 
@@ -22,6 +22,8 @@ export interface RunOptions {
     mode?: "preview" | "up";
     /** Config keys stored as secrets in the stack file (default: encryptionKey). */
     secretKeys?: string[];
+    /** What the host probe finds, and the last deployment's stack outputs (default: empty hosts, a new stack). */
+    probe?: ProbeSetup;
 }
 
 /** Runs index.ts with the given config (keys without namespace) and returns what it registered. */
@@ -32,7 +34,7 @@ export function runProgram(config: Record<string, unknown>, options: RunOptions 
     // A program that fails leaves the runtime's promises pending, and the runtime then exits non-zero:
     // the result file, written before that, is what counts.
     const child = spawnSync(process.execPath, [harness, JSON.stringify(config), options.mode ?? "up", result,
-        JSON.stringify(options.secretKeys ?? ["encryptionKey"])],
+        JSON.stringify(options.secretKeys ?? ["encryptionKey"]), JSON.stringify(options.probe ?? {})],
         { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 });
     if (!fs.existsSync(result)) {
         throw new Error(`the program did not run: ${child.stderr.toString()}`);

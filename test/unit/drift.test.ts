@@ -1,0 +1,234 @@
+// Drift under Pulumi's mocks: the program with hosts as the probe finds them (fake facts) and the stack outputs
+// of its last deployment. A hand edit shows as an update of exactly the steps concerned (their scripts carry a
+// new marker, every other step is byte for byte as without drift), the run after the repair is clean, a keyless
+// preview shows nothing, every host is probed once, and the version skew policy refuses before any resource.
+import { strict as assert } from "assert";
+import { describe, test } from "node:test";
+import type { HostFacts } from "../../components/remote/probe";
+import type { ProgramRun, Registration } from "./harness";
+import { byName, byType, devConfig, isSecret, LOCAL, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+
+const steps = (run: ProgramRun) => [...byType(run, REMOTE), ...byType(run, LOCAL)];
+/** Everything the engine compares for a step, less what the new run ignores (a keyless preview keeps the key from the state). */
+const inputsOf = (r: Registration, ignore: string[]) => JSON.stringify([r.inputs.create, r.inputs.update, r.inputs.delete,
+    ignore.includes("stdin") ? "ignored" : reveal(r.inputs.stdin), r.inputs.triggers]);
+/** Steps whose inputs differ between two runs: what a preview would show as changes. */
+function changed(before: ProgramRun, after: ProgramRun): string[] {
+    const was = new Map(steps(before).map(r => [r.name, r]));
+    return steps(after).filter(r => !was.has(r.name) || inputsOf(was.get(r.name)!, r.ignoreChanges) !== inputsOf(r, r.ignoreChanges))
+        .map(r => r.name).sort();
+}
+const markersOf = (run: ProgramRun) => run.outputs.driftMarkers as Record<string, string>;
+const copy = <T>(value: T): T => JSON.parse(JSON.stringify(value));
+const SHA_OF_ANOTHER_BINARY = "f".repeat(64);
+
+/** The e2e's hand edits (test/e2e/drift.sh), on hosts otherwise in sync. */
+function handEdited(inSync: Record<string, HostFacts>): Record<string, HostFacts> {
+    const hosts = copy(inSync);
+    hosts.control1.files["/etc/systemd/system/kube-apiserver.service"].sha256 = "e".repeat(64); // --v=2 -> --v=6
+    delete hosts.control1.files["/etc/sysctl.d/50-vip-arp.conf"];
+    hosts.control2.files["/var/lib/kubernetes/kubernetes-key.pem"].mode = "644";
+    hosts.control0.files["/usr/local/bin/kube-scheduler"].sha256 = SHA_OF_ANOTHER_BINARY;
+    hosts.control2.units["kube-scheduler"] = { enabled: "disabled", active: "inactive" };
+    return hosts;
+}
+const DRIFTED = ["kube-apiserver-control1-service", "api-load-balancer-control1-arp-sysctl", "kube-apiserver-control2-key",
+    "kube-scheduler-control0-binary", "kube-scheduler-control2-service"].sort();
+
+describe("drift: a hand edit shows as an update of the steps concerned, and the run after the repair is clean", () => {
+    // The lab's kind of stack: sha256 sums for the Kubernetes binaries.
+    const config = devConfig({ sha256: { "kube-scheduler": "a".repeat(64), "kube-apiserver": "b".repeat(64) } });
+    const first = runProgram(config);
+    const inSync = first.expectedFacts!;
+    const steady = runProgram(config, { probe: { hosts: inSync, lastOutputs: first.outputs } });
+    const drifted = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: steady.outputs } });
+    const repaired = runProgram(config, { probe: { hosts: inSync, lastOutputs: drifted.outputs } });
+
+    test("the first up (every step new): every marker empty, no marker in any script, one probe per host", () => {
+        assert.equal(first.error, undefined, first.error);
+        const markers = markersOf(first);
+        // Per node: etcd's binary, 3 files, data dir, service; the API server's binary, 7 files, service; the
+        // controller manager's binary, kubeconfig, service; the scheduler's binary, 2 files, service; the VIP's
+        // sysctl file and unit. On the gateway: the VIP, CA trust, tmpfiles, ldirectord.cf, ldirectord.
+        assert.equal(Object.keys(markers).length, 3 * (6 + 9 + 3 + 4 + 2) + 5);
+        assert.ok(Object.values(markers).every(m => m === ""));
+        for (const r of steps(first)) {
+            for (const key of ["create", "update"]) {
+                assert.doesNotMatch(String(r.inputs[key] ?? ""), /drift repaired/, `${r.name}.${key}`);
+            }
+        }
+        assert.deepEqual(first.probes.map(p => p.host).sort(), ["control0", "control1", "control2", "gateway"]);
+    });
+
+    test("the last deployment's markers come from a reference to this very stack, read, not managed", () => {
+        const reads = first.registrations.filter(r => r.read);
+        assert.deepEqual(reads.map(r => [r.type, r.name, r.inputs.name]),
+            [["pulumi:pulumi:StackReference", "last-deployment", "organization/control-plane/test"]]);
+        assert.ok(steps(first).every(r => !r.dependencies.includes(reads[0].urn)), "no step depends on the read");
+    });
+
+    test("each host's one probe asks for everything its steps install, and the installed releases", () => {
+        const query = (host: string) => first.probes.find(p => p.host === host)!.query;
+        const control0 = query("control0");
+        for (const file of ["/etc/etcd/kubernetes-key.pem", "/var/lib/kubernetes/ca-key.pem", "/var/lib/kubernetes/kube-scheduler.kubeconfig",
+            "/etc/kubernetes/config/kube-scheduler.yaml", "/etc/systemd/system/etcd.service", "/etc/systemd/system/kubernetes-vip.service",
+            "/etc/sysctl.d/50-vip-arp.conf", "/usr/local/bin/kube-scheduler", "/usr/local/bin/kube-apiserver"]) {
+            assert.ok(control0.files.includes(file), file);
+        }
+        // etcd's binaries come from a tarball, and the controller manager has no sha256 in this config: not read.
+        assert.deepEqual([...control0.stats].sort(), ["/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl",
+            "/usr/local/bin/kube-controller-manager", "/var/lib/etcd"]);
+        assert.deepEqual([...control0.units].sort(), ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubernetes-vip"]);
+        assert.deepEqual(control0.addresses, [{ device: "lo", address: "192.168.1.21" }]);
+        assert.deepEqual([...control0.sysctls].sort(), ["net.ipv4.conf.all.arp_announce", "net.ipv4.conf.all.arp_ignore"]);
+        assert.deepEqual(control0.versions.map(v => v.binary).sort(), ["/usr/local/bin/etcd", "/usr/local/bin/kube-apiserver"]);
+        const gateway = query("gateway");
+        assert.deepEqual([...gateway.files].sort(), ["/etc/ha.d/ldirectord.cf", "/etc/systemd/system/kubernetes-vip.service",
+            "/etc/tmpfiles.d/ldirectord-subsys.conf", "/usr/local/share/ca-certificates/kubernetes-ca.crt"]);
+        assert.deepEqual([...gateway.units].sort(), ["kubernetes-vip", "ldirectord"]);
+        assert.deepEqual(gateway.addresses, [{ device: "enp0s1", address: "192.168.1.21" }]);
+        assert.deepEqual(gateway.versions, []);
+    });
+
+    test("steady state (in sync, the last markers): every step byte for byte as in the first up", () => {
+        assert.equal(steady.error, undefined, steady.error);
+        assert.deepEqual(changed(first, steady), []);
+        assert.deepEqual(markersOf(steady), markersOf(first));
+    });
+
+    test("hand edits: exactly the steps concerned change, by a marker in their create and update scripts", () => {
+        assert.equal(drifted.error, undefined, drifted.error);
+        assert.deepEqual(changed(steady, drifted), DRIFTED);
+        const markers = markersOf(drifted);
+        assert.deepEqual(Object.keys(markers).filter(name => markers[name] !== "").sort(), DRIFTED);
+        for (const name of DRIFTED) {
+            const step = byName(drifted, name);
+            const was = byName(steady, name);
+            assert.match(markers[name], /^[0-9a-f]{16}$/);
+            for (const key of ["create", "update"]) {
+                const text = scriptOf(plain(step, key));
+                assert.equal(text, scriptOf(plain(was, key)).replace("set -euo pipefail\n", `set -euo pipefail\n# drift repaired: ${markers[name]}\n`),
+                    `${name}.${key}: the marker line is the only change`);
+            }
+            assert.equal(step.inputs.delete, was.inputs.delete, "its delete is the same");
+            assert.deepEqual(reveal(step.inputs.stdin), reveal(was.inputs.stdin), "its content is the same");
+            assert.deepEqual(step.inputs.triggers, was.inputs.triggers, "an update, never a replacement");
+        }
+    });
+
+    test("each drifted step's update repairs what differs", () => {
+        const update = (name: string) => scriptOf(plain(byName(drifted, name), "update"));
+        assert.match(update("kube-apiserver-control1-service"),
+            /install -m 0644 "\$tmp" '\/etc\/systemd\/system\/kube-apiserver.service'\nsystemctl daemon-reload\nsystemctl enable --quiet 'kube-apiserver'\nsystemctl restart 'kube-apiserver'/);
+        assert.match(update("kube-scheduler-control2-service"), /systemctl enable --quiet 'kube-scheduler'\nsystemctl restart 'kube-scheduler'\n[\s\S]*waiting up to/,
+            "a disabled, stopped scheduler comes back enabled and running, and the step waits for it");
+        assert.match(update("kube-apiserver-control2-key"), /cat > "\$tmp"\nchmod 0600 "\$tmp"\nmv -f "\$tmp" "\$target"/);
+        assert.match(update("api-load-balancer-control1-arp-sysctl"), /target='\/etc\/sysctl.d\/50-vip-arp.conf'/);
+        assert.match(update("kube-scheduler-control0-binary"), /expected='a{64}'[\s\S]*install -m 0755 "\$work"\/kube-scheduler '\/usr\/local\/bin\/kube-scheduler'/);
+    });
+
+    test("only the services whose own step drifted restart; a file's repair restarts nothing", () => {
+        const restarted = steps(drifted).filter(r => changed(steady, drifted).includes(r.name))
+            .filter(r => /systemctl (restart|reload)/.test(scriptOf(plain(r, "update")))).map(r => r.name).sort();
+        assert.deepEqual(restarted, ["kube-apiserver-control1-service", "kube-scheduler-control2-service"]);
+    });
+
+    test("markers and scripts stay plain: no secret, though keys' hashes are compared", () => {
+        assert.ok(!isSecret(drifted.outputs.driftMarkers));
+        for (const name of DRIFTED) {
+            assert.ok(!isSecret(byName(drifted, name).inputs.create), name);
+        }
+        assert.doesNotMatch(JSON.stringify(drifted.outputs.driftMarkers), /PRIVATE KEY|MOCK/);
+    });
+
+    test("the run after the repair: in sync, each marker the repair's, every step as the repair left it (no diff)", () => {
+        assert.equal(repaired.error, undefined, repaired.error);
+        assert.deepEqual(markersOf(repaired), markersOf(drifted));
+        assert.deepEqual(changed(drifted, repaired), []);
+    });
+
+    test("an up that failed before the repair: the next run still shows the updates", () => {
+        // The outputs were saved (the markers of the failed run): a new marker, unlike the one in the state.
+        const savedOutputs = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: drifted.outputs } });
+        assert.deepEqual(changed(steady, savedOutputs), DRIFTED, "against the state as before the failed up");
+        assert.deepEqual(changed(drifted, savedOutputs), DRIFTED, "and against a state where the steps' scripts were saved");
+        // The outputs were not saved: the same facts and the same previous markers give the same markers again.
+        const unsaved = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: steady.outputs } });
+        assert.deepEqual(changed(steady, unsaved), DRIFTED);
+        assert.deepEqual(markersOf(unsaved), markersOf(drifted));
+    });
+
+    test("a config change with the hosts as they were: the steps change anyway; the run after is clean", () => {
+        const changedConfig = { ...config, apiServerExtraArgs: { "event-ttl": "2h" } };
+        const up = runProgram(changedConfig, { probe: { hosts: inSync, lastOutputs: steady.outputs } });
+        assert.equal(up.error, undefined, up.error);
+        assert.ok(changed(steady, up).includes("kube-apiserver-control0-service"));
+        const after = runProgram(changedConfig, { probe: { hosts: up.expectedFacts!, lastOutputs: up.outputs } });
+        assert.deepEqual(changed(up, after), []);
+    });
+
+    test("a stack deployed before markers existed (no driftMarkers output): every step is new, nothing changes", () => {
+        const old = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: { apiUrl: "https://kubernetes:6443" } } });
+        assert.deepEqual(changed(first, old), []);
+    });
+
+    test("an etcd member's service repaired restarts it: a snapshot first", () => {
+        const hosts = copy(inSync);
+        hosts.control1.units.etcd = { enabled: "enabled", active: "failed" };
+        const run = runProgram(config, { probe: { hosts, lastOutputs: steady.outputs } });
+        assert.deepEqual(changed(steady, run), ["etcd-backup-before-change-snapshot", "etcd-control1-service"]);
+    });
+
+    test("a keyless preview compares nothing: the last markers, no probe, one line saying so", () => {
+        const keyless = runProgram({ ...config, sshPrivateKeyPath: "/nonexistent/id_ed25519" },
+            { mode: "preview", probe: { hosts: handEdited(inSync), lastOutputs: drifted.outputs } });
+        assert.equal(keyless.error, undefined, keyless.error);
+        assert.deepEqual(keyless.probes, []);
+        assert.deepEqual(markersOf(keyless), markersOf(drifted));
+        assert.deepEqual(changed(drifted, keyless), []);
+        assert.equal(keyless.stderr.match(/the hosts were not compared with what the program installed/g)?.length, 1, keyless.stderr);
+    });
+});
+
+describe("refusals before any resource is registered", () => {
+    const onlyTheStack = (run: ProgramRun) => run.registrations.filter(r => r.type !== "pulumi:pulumi:Stack");
+    const withVersions = (kube: string, etcd: string) => {
+        const hosts: Record<string, HostFacts> = {};
+        for (const name of ["control0", "control1", "control2"]) {
+            hosts[name] = { files: {}, units: {}, addresses: {}, sysctls: {},
+                versions: { "/usr/local/bin/kube-apiserver": `Kubernetes v${kube}`, "/usr/local/bin/etcd": `etcd Version: ${etcd}` } };
+        }
+        return hosts;
+    };
+
+    test("a version that skips a minor or goes back across one, in preview too, naming the key", () => {
+        for (const mode of ["preview", "up"] as const) {
+            const run = runProgram(devConfig({ kubernetesVersion: "1.30.0" }), { mode, probe: { hosts: withVersions("1.28.3", "3.5.9") } });
+            assert.match(run.error ?? "", /refused by the version skew policy, so nothing was changed/);
+            assert.match(run.error ?? "", /control0: control-plane:kubernetesVersion: 1.30.0 is not one minor release step from the Kubernetes installed here \(\/usr\/local\/bin\/kube-apiserver --version\).*\(installed: 1.28.3\)/);
+            assert.deepEqual(onlyTheStack(run), [], `${mode}: no resource registered`);
+        }
+        const back = runProgram(devConfig({ etcdVersion: "3.4.30" }), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
+        assert.match(back.error ?? "", /control2: control-plane:etcdVersion: 3.4.30 is not one minor release step from the etcd installed here/);
+    });
+
+    test("one minor up, or a patch down, goes ahead", () => {
+        const run = runProgram(devConfig({ kubernetesVersion: "1.29.0", etcdVersion: "3.5.4" }), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
+        assert.equal(run.error, undefined, run.error);
+        assert.ok(onlyTheStack(run).length > 100);
+    });
+
+    test("at up, a host that cannot be reached fails the program, naming it and its address, before any resource", () => {
+        const run = runProgram(devConfig(), { probe: { unreachable: ["control2"] } });
+        assert.match(run.error ?? "", /cannot compare the hosts with what the program installed, so nothing was changed:\n  - control2 \(192.168.1.13\): ssh: connect to host 192.168.1.13 port 22: No route to host/);
+        assert.deepEqual(onlyTheStack(run), []);
+        assert.equal(run.probes.length, 4, "every host was probed once, together");
+    });
+
+    test("a preview goes on without a host it cannot reach, naming it, as it goes on without a key", () => {
+        const run = runProgram(devConfig(), { mode: "preview", probe: { unreachable: ["control2"] } });
+        assert.equal(run.error, undefined, run.error);
+        assert.match(run.stderr, /control2 \(192.168.1.13\): ssh: connect to host 192.168.1.13 port 22: No route to host: not compared with what the program installed/);
+        assert.ok(onlyTheStack(run).length > 100);
+    });
+});

@@ -1,0 +1,262 @@
+// The host probe and the drift markers as pure functions: the probe script run for real with bash against a
+// scratch directory, its parser, the ssh runner against a fake `ssh`, the marker rule case by case, and the
+// version skew policy as the probe applies it.
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { describe, test } from "node:test";
+import { localSshLines } from "../../components/backup";
+import { DEFAULTS } from "../../components/config";
+import { Expectation, factsInSync, isInSync, nextMarker, observedLine, probeQueryOf, withDriftMarker } from "../../components/remote/drift";
+import {
+    emptyFacts, emptyQuery, HostFacts, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable, sshProbeRunner,
+} from "../../components/remote/probe";
+import { sshOptionGroups } from "../../components/remote/ssh";
+import { installedRelease, skewAllowed, versionSkewProblems } from "../../components/preflight";
+
+const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-probe-"));
+const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
+const query = (q: Partial<ProbeQuery>): ProbeQuery => ({ ...emptyQuery(), ...q });
+
+describe("the probe script", () => {
+    test("reports each file's sha256, mode and owner, a directory, a missing file; never a content", () => {
+        const dir = scratch();
+        const key = path.join(dir, "kubernetes-key.pem");
+        fs.writeFileSync(key, "SECRET-KEY-MATERIAL\n", { mode: 0o600 });
+        const spaced = path.join(dir, "a file with spaces");
+        fs.writeFileSync(spaced, "x", { mode: 0o644 });
+        fs.chmodSync(spaced, 0o644);
+        const binary = path.join(dir, "etcdutl");
+        fs.writeFileSync(binary, "#!/bin/sh\n", { mode: 0o755 });
+        fs.chmodSync(binary, 0o755);
+        const text = probeScript(query({
+            files: [key, dir, spaced, path.join(dir, "missing")],
+            stats: [binary, key],
+            sysctls: ["kernel.ostype", "kernel.no-such-parameter"],
+            addresses: [{ device: "lo", address: "127.0.0.1" }, { device: "lo", address: "192.0.2.99" }, { device: "nope0", address: "192.0.2.1" }],
+            versions: [{ binary: "/bin/bash", arch: "amd64" }, { binary: path.join(dir, "no-binary"), arch: "arm64" }],
+            units: ["kthw-no-such-unit"],
+        }));
+        const run = spawnSync("bash", ["-s"], { input: text, encoding: "utf8" });
+        assert.equal(run.status, 0, run.stderr);
+        assert.doesNotMatch(run.stdout, /SECRET-KEY-MATERIAL/);
+        const user = `${os.userInfo().username}:${spawnSync("id", ["-gn"], { encoding: "utf8" }).stdout.trim()}`;
+        const facts = parseProbeOutput(run.stdout);
+        assert.deepEqual(facts.files[key], { sha256: sha("SECRET-KEY-MATERIAL\n"), mode: "600", owner: user });
+        assert.deepEqual(facts.files[spaced], { sha256: sha("x"), mode: "644", owner: user });
+        assert.equal(facts.files[dir].sha256, "dir");
+        assert.deepEqual(facts.files[binary], { sha256: "*", mode: "755", owner: user }, "stat only: not read");
+        assert.deepEqual(facts.files[path.join(dir, "missing")], { sha256: undefined, mode: undefined, owner: undefined });
+        assert.equal(facts.sysctls["kernel.ostype"], "Linux");
+        assert.equal(facts.sysctls["kernel.no-such-parameter"], undefined);
+        assert.deepEqual(facts.addresses, { "lo 127.0.0.1": true, "lo 192.0.2.99": false, "nope0 192.0.2.1": false });
+        assert.match(facts.versions["/bin/bash"], /^GNU bash, version \d/);
+        assert.equal(facts.versions[path.join(dir, "no-binary")], undefined);
+        assert.ok(facts.units["kthw-no-such-unit"], "a unit line for every unit asked");
+        assert.notEqual(facts.units["kthw-no-such-unit"].enabled, "enabled");
+    });
+
+    test("is read-only and shellcheck-clean; what to observe is data in a quoted heredoc, never expanded", () => {
+        const dir = scratch();
+        const text = probeScript(query({ files: [`${dir}/$(touch ${dir}/pwned)`, "/etc/`id`"], units: ["etcd"] }));
+        assert.match(text, /done <<'KTHW_PROBE_QUERY'\nfile .*\nfile \/etc\/`id`\nunit etcd\nKTHW_PROBE_QUERY\n/);
+        const run = spawnSync("bash", ["-s"], { input: text, encoding: "utf8" });
+        assert.equal(run.status, 0, run.stderr);
+        assert.ok(!fs.existsSync(path.join(dir, "pwned")), "a path is never run");
+        assert.doesNotMatch(text, /\b(rm|mv|chmod|chown|install|tee|systemctl (start|stop|restart|enable|disable))\b/);
+        const file = path.join(dir, "probe.sh");
+        fs.writeFileSync(file, text);
+        const lint = spawnSync("shellcheck", ["--shell=bash", "--severity=style", file], { encoding: "utf8" });
+        assert.equal(lint.status, 0, lint.stdout);
+    });
+
+    test("refuses an item that is not one word, or a path over two lines", () => {
+        assert.throws(() => probeQueryLines(query({ units: ["two words"] })), /unit "two words" must be one word/);
+        assert.throws(() => probeQueryLines(query({ files: ["/etc/a\nunit x"] })), /must be one line/);
+    });
+
+    test("the parser skips a banner before the begin line, and fails on an output cut short or a line it does not know", () => {
+        const facts = parseProbeOutput("Welcome!\nkthw-probe begin\nunit enabled active etcd\naddr present lo 192.168.1.21\n" +
+            "sysctl net.ipv4.conf.all.arp_ignore 1\nversion /usr/local/bin/etcd etcd Version: 3.5.9\nkthw-probe end\n");
+        assert.deepEqual(facts.units.etcd, { enabled: "enabled", active: "active" });
+        assert.equal(facts.addresses["lo 192.168.1.21"], true);
+        assert.equal(facts.sysctls["net.ipv4.conf.all.arp_ignore"], "1");
+        assert.equal(facts.versions["/usr/local/bin/etcd"], "etcd Version: 3.5.9");
+        assert.throws(() => parseProbeOutput("kthw-probe begin\nunit enabled active etcd\n"), /incomplete/);
+        assert.throws(() => parseProbeOutput("kthw-probe begin\ncat /etc/shadow\nkthw-probe end\n"), /unexpected line/);
+    });
+});
+
+describe("the ssh probe runner, against a fake ssh", () => {
+    const fakeSsh = [
+        "#!/usr/bin/env bash",
+        "# A fake ssh: records its argv, the key file's mode and its stdin, then answers as $FAKE/answer says.",
+        "set -euo pipefail",
+        "key=''",
+        "args=(\"$@\")",
+        "for ((i = 0; i < ${#args[@]}; i++)); do [ \"${args[i]}\" = -i ] && key=${args[i+1]}; done",
+        "printf '%s\\n' \"$@\" >\"$FAKE/argv\"",
+        "stat -c %a \"$key\" >\"$FAKE/key-mode\"",
+        "cat \"$key\" >\"$FAKE/key-seen\"",
+        "for ((i = 0; i < ${#args[@]}; i++)); do case ${args[i]} in UserKnownHostsFile=*) cp \"${args[i]#*=}\" \"$FAKE/known-hosts\" ;; esac; done",
+        "cat >\"$FAKE/stdin\"",
+        "case $(cat \"$FAKE/answer\") in",
+        "  ok) printf 'kthw-probe begin\\nunit enabled active etcd\\nkthw-probe end\\n' ;;",
+        "  refused) echo 'ssh: connect to host 192.168.1.13 port 22: Connection refused' >&2; exit 255 ;;",
+        "esac",
+    ].join("\n") + "\n";
+    const KEY = `-----BEGIN OPENSSH ${"PRIVATE"} KEY-----\nFAKE-PROBE-KEY\n-----END OPENSSH ${"PRIVATE"} KEY-----\n`;
+    const settings = { user: "ubuntu", port: 2222, hostKeys: { control0: "ssh-ed25519 AAAAC3Nza" }, dialTimeoutSeconds: 7, dialAttempts: 2 };
+
+    function setup(answer: string) {
+        const fake = scratch();
+        fs.writeFileSync(path.join(fake, "ssh"), fakeSsh, { mode: 0o755 });
+        fs.writeFileSync(path.join(fake, "answer"), answer);
+        const keyFile = path.join(fake, "id_ed25519");
+        fs.writeFileSync(keyFile, KEY, { mode: 0o644 });
+        process.env.FAKE = fake;
+        return { fake, keyFile, run: sshProbeRunner(settings, keyFile, path.join(fake, "ssh")) };
+    }
+
+    test("one ssh with the shared options, the key a 0600 copy removed after, the script on stdin to sudo -n bash -s", async () => {
+        const tmpBefore = new Set(fs.readdirSync(os.tmpdir()).filter(f => f.startsWith("kthw-probe-")));
+        const { fake, keyFile, run } = setup("ok");
+        const facts = await run({ name: "control0", address: "192.168.1.11" }, query({ units: ["etcd"] }));
+        assert.deepEqual(facts.units.etcd, { enabled: "enabled", active: "active" });
+        const argv = fs.readFileSync(path.join(fake, "argv"), "utf8").trim().split("\n");
+        const keyCopy = argv[argv.indexOf("-i") + 1];
+        assert.notEqual(keyCopy, keyFile, "a copy of the key, whatever the mode of the original");
+        assert.equal(fs.readFileSync(path.join(fake, "key-mode"), "utf8").trim(), "600");
+        assert.equal(fs.readFileSync(path.join(fake, "key-seen"), "utf8"), KEY);
+        const expected = sshOptionGroups(settings, {
+            key: keyCopy, knownHosts: argv.find(a => a.startsWith("UserKnownHostsFile="))!.slice("UserKnownHostsFile=".length),
+            alias: "control0", strict: "yes",
+        }).flat();
+        assert.deepEqual(argv, [...expected, "ubuntu@192.168.1.11", "sudo -n bash -s"]);
+        assert.ok(argv.includes("ConnectTimeout=7") && argv.includes("ConnectionAttempts=2") && argv.includes("BatchMode=yes"));
+        assert.equal(fs.readFileSync(path.join(fake, "known-hosts"), "utf8"), "control0 ssh-ed25519 AAAAC3Nza\n");
+        assert.equal(fs.readFileSync(path.join(fake, "stdin"), "utf8"), probeScript(query({ units: ["etcd"] })));
+        assert.ok(!argv.some(a => a.includes("FAKE-PROBE-KEY")));
+        const tmpAfter = fs.readdirSync(os.tmpdir()).filter(f => f.startsWith("kthw-probe-") && !tmpBefore.has(f));
+        assert.deepEqual(tmpAfter, [], "the temp dir with the key copy is gone");
+        // A host without a pinned key is accepted, as the remote steps accept it.
+        await run({ name: "control1", address: "192.168.1.12" }, query({ units: ["etcd"] }));
+        assert.ok(fs.readFileSync(path.join(fake, "argv"), "utf8").includes("StrictHostKeyChecking=no"));
+    });
+
+    test("the snapshot steps' ssh uses the very same options", () => {
+        const text = localSshLines(settings).join("\n");
+        for (const group of sshOptionGroups(settings, { key: `"$secrets/key"`, knownHosts: `"$secrets/known_hosts"`, alias: `"$name"`, strict: `"$strict"` })) {
+            assert.ok(text.includes(group.join(" ")), group.join(" "));
+        }
+    });
+
+    test("a failed ssh says what ssh said; no ssh at all is a probe that cannot run", async () => {
+        const { run } = setup("refused");
+        await assert.rejects(run({ name: "control2", address: "192.168.1.13" }, query({ units: ["etcd"] })),
+            /ssh: connect to host 192.168.1.13 port 22: Connection refused/);
+        const missing = sshProbeRunner(settings, setup("ok").keyFile, "/nonexistent/ssh");
+        await assert.rejects(missing({ name: "control2", address: "192.168.1.13" }, query({})), (e: unknown) => e instanceof ProbeUnavailable);
+    });
+});
+
+describe("drift markers, case by case", () => {
+    const file: Expectation = { kind: "file", path: "/var/lib/kubernetes/kubernetes-key.pem", sha256: sha("key"), mode: "0600", owner: "root:root" };
+    const unit: Expectation = { kind: "unit", name: "kube-scheduler" };
+    const vip: Expectation[] = [{ kind: "address", device: "lo", address: "192.168.1.21" },
+        { kind: "sysctl", key: "net.ipv4.conf.all.arp_ignore", value: "1" }];
+    const all = [file, unit, ...vip];
+    const inSync = () => factsInSync(all);
+    const with_ = (change: (f: HostFacts) => void) => { const f = inSync(); change(f); return f; };
+
+    test("what a step installs is what the probe asks", () => {
+        const fromArchive: Expectation = { kind: "file", path: "/usr/local/bin/etcd", mode: "0755", owner: "root:root" };
+        assert.deepEqual(probeQueryOf([...all, fromArchive, { kind: "directory", path: "/var/lib/etcd", mode: "0700" }]), {
+            files: [file.kind === "file" ? file.path : ""], stats: ["/usr/local/bin/etcd", "/var/lib/etcd"], units: ["kube-scheduler"],
+            addresses: [{ device: "lo", address: "192.168.1.21" }], sysctls: ["net.ipv4.conf.all.arp_ignore"],
+        }, "a content is read only when it is compared");
+    });
+
+    test("in sync: the content, the mode (as stat prints it), the owner; a unit enabled and running or coming back", () => {
+        assert.ok(all.every(e => isInSync(e, inSync())));
+        assert.ok(!isInSync(file, with_(f => { f.files[(file as { path: string }).path].mode = "644"; })), "chmod 0644");
+        assert.ok(!isInSync(file, with_(f => { f.files[(file as { path: string }).path].owner = "nobody:nogroup"; })), "chown");
+        assert.ok(!isInSync(file, with_(f => { f.files[(file as { path: string }).path].sha256 = sha("edited"); })), "an edit");
+        assert.ok(!isInSync(file, emptyFacts()), "deleted");
+        assert.ok(isInSync({ ...file, sha256: undefined } as Expectation, with_(f => { f.files[(file as { path: string }).path].sha256 = sha("other"); })),
+            "a binary from an archive: its sum is not compared");
+        assert.ok(!isInSync(unit, with_(f => { f.units["kube-scheduler"] = { enabled: "disabled", active: "active" }; })), "disabled");
+        assert.ok(!isInSync(unit, with_(f => { f.units["kube-scheduler"] = { enabled: "enabled", active: "inactive" }; })), "stopped");
+        assert.ok(!isInSync(unit, with_(f => { f.units["kube-scheduler"] = { enabled: "enabled", active: "failed" }; })), "failed");
+        assert.ok(isInSync(unit, with_(f => { f.units["kube-scheduler"] = { enabled: "enabled", active: "activating" }; })),
+            "systemd restarting it on its own is not drift");
+        assert.ok(!isInSync(vip[0], with_(f => { f.addresses["lo 192.168.1.21"] = false; })), "the VIP gone from lo");
+        assert.ok(!isInSync(vip[1], with_(f => { f.sysctls["net.ipv4.conf.all.arp_ignore"] = "0"; })), "arp_ignore back to 0");
+        const dir: Expectation = { kind: "directory", path: "/var/lib/etcd", mode: "0700" };
+        assert.ok(isInSync(dir, factsInSync([dir])));
+        assert.ok(!isInSync(dir, with_(f => { f.files["/var/lib/etcd"] = { sha256: "dir", mode: "755", owner: "root:root" }; })));
+    });
+
+    test("the marker: new step \"\", no facts or in sync: the previous one, a difference: a new one from what the host has and the previous", () => {
+        const drifted = with_(f => { f.units["kube-scheduler"] = { enabled: "disabled", active: "inactive" }; });
+        assert.equal(nextMarker(undefined, all, drifted), "", "a new step (the first up) carries no marker");
+        assert.equal(nextMarker("", all, undefined), "", "no facts (no key)");
+        assert.equal(nextMarker("0123456789abcdef", all, undefined), "0123456789abcdef");
+        assert.equal(nextMarker("", all, inSync()), "", "steady state");
+        const repair = nextMarker("", all, drifted);
+        assert.match(repair, /^[0-9a-f]{16}$/, "a hand edit");
+        assert.equal(nextMarker("", all, drifted), repair, "the same facts and previous give the same marker (preview and up agree)");
+        assert.equal(nextMarker(repair, all, inSync()), repair, "the run after the repair keeps it: no diff");
+        const again = nextMarker(repair, all, drifted);
+        assert.ok(again !== repair && again !== "", "the same edit again after a repair is a new marker");
+        const other = nextMarker("", all, with_(f => { f.files[(file as { path: string }).path].mode = "644"; }));
+        assert.ok(other !== repair, "another difference, another marker");
+        assert.deepEqual(all.map(e => observedLine(e, drifted)), [
+            `file ${sha("key")} 600 root:root /var/lib/kubernetes/kubernetes-key.pem`, "unit disabled inactive kube-scheduler",
+            "addr present lo 192.168.1.21", "sysctl net.ipv4.conf.all.arp_ignore 1"], "hashes and states only");
+    });
+
+    test("the marker line goes after the strict-mode header; an empty marker changes nothing", () => {
+        const text = "#!/usr/bin/env bash\nset -euo pipefail\necho hi\n";
+        assert.equal(withDriftMarker(text, ""), text);
+        assert.equal(withDriftMarker(text, "0123456789abcdef"), "#!/usr/bin/env bash\nset -euo pipefail\n# drift repaired: 0123456789abcdef\necho hi\n");
+    });
+});
+
+describe("the version skew policy from the probe", () => {
+    test("reads the installed release from --version's first line", () => {
+        assert.equal(installedRelease("Kubernetes v1.28.3", "Kubernetes v"), "1.28.3");
+        assert.equal(installedRelease("etcd Version: 3.5.9", "etcd Version: "), "3.5.9");
+        assert.equal(installedRelease(undefined, "Kubernetes v"), undefined);
+        assert.equal(installedRelease("something else", "Kubernetes v"), undefined);
+    });
+
+    test("a patch up or down and the next minor are fine; skipping a minor, going back across one, another major are not", () => {
+        for (const fine of ["1.28.3", "1.28.15", "1.28.1", "1.29.0"]) {
+            assert.ok(skewAllowed("1.28.3", fine), fine);
+        }
+        for (const refused of ["1.30.0", "1.27.9", "2.0.0"]) {
+            assert.ok(!skewAllowed("1.28.3", refused), refused);
+        }
+        assert.ok(skewAllowed(undefined, "1.30.0"), "nothing installed yet");
+    });
+
+    test("names the node, the key and what is installed", () => {
+        const facts = new Map<string, HostFacts | undefined>([
+            ["control0", { ...emptyFacts(), versions: { "/usr/local/bin/kube-apiserver": "Kubernetes v1.26.1", "/usr/local/bin/etcd": "etcd Version: 3.5.9" } }],
+            ["control1", undefined],
+        ]);
+        const nodes = DEFAULTS.nodes.slice(0, 2);
+        assert.deepEqual(versionSkewProblems({ ...DEFAULTS, etcdVersion: "3.6.1" }, nodes, facts), [
+            "control0: control-plane:kubernetesVersion: 1.28.3 is not one minor release step from the Kubernetes installed here " +
+            "(/usr/local/bin/kube-apiserver --version): upgrade one minor release at a time, and never back across one (installed: 1.26.1)",
+        ]);
+        assert.equal(versionSkewProblems({ ...DEFAULTS, kubernetesVersion: "1.27.4", etcdVersion: "3.7.0" }, nodes, facts).length, 1,
+            "etcd 3.5.9 -> 3.7.0 skips a minor");
+        assert.match(versionSkewProblems({ ...DEFAULTS, kubernetesVersion: "1.27.4", etcdVersion: "3.7.0" }, nodes, facts)[0],
+            /^control0: control-plane:etcdVersion: 3.7.0 is not one minor release step from the etcd installed here/);
+    });
+});
