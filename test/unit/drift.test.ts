@@ -49,8 +49,9 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         const markers = markersOf(first);
         // Per node: etcd's binary, 3 files, data dir, service; the API server's binary, 7 files, service; the
         // controller manager's binary, kubeconfig, service; the scheduler's binary, 2 files, service; the VIP's
-        // sysctl file and unit. On the gateway: the VIP, CA trust, tmpfiles, ldirectord.cf, ldirectord.
-        assert.equal(Object.keys(markers).length, 3 * (6 + 9 + 3 + 4 + 2) + 5);
+        // sysctl file and unit. On the gateway: the VIP, ldirectord's CA and drop-in, tmpfiles, ldirectord.cf,
+        // ldirectord.
+        assert.equal(Object.keys(markers).length, 3 * (6 + 9 + 3 + 4 + 2) + 6);
         assert.ok(Object.values(markers).every(m => m === ""));
         for (const r of steps(first)) {
             for (const key of ["create", "update"]) {
@@ -83,8 +84,9 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         assert.deepEqual([...control0.sysctls].sort(), ["net.ipv4.conf.all.arp_announce", "net.ipv4.conf.all.arp_ignore"]);
         assert.deepEqual(control0.versions.map(v => v.binary).sort(), ["/usr/local/bin/etcd", "/usr/local/bin/kube-apiserver"]);
         const gateway = query("gateway");
-        assert.deepEqual([...gateway.files].sort(), ["/etc/ha.d/ldirectord.cf", "/etc/systemd/system/kubernetes-vip.service",
-            "/etc/tmpfiles.d/ldirectord-subsys.conf", "/usr/local/share/ca-certificates/kubernetes-ca.crt"]);
+        assert.deepEqual([...gateway.files].sort(), ["/etc/ha.d/kubernetes-ca.pem", "/etc/ha.d/ldirectord.cf",
+            "/etc/systemd/system/kubernetes-vip.service", "/etc/systemd/system/ldirectord.service.d/kubernetes-ca.conf",
+            "/etc/tmpfiles.d/ldirectord-subsys.conf"]);
         assert.deepEqual([...gateway.units].sort(), ["kubernetes-vip", "ldirectord"]);
         assert.deepEqual(gateway.addresses, [{ device: "enp0s1", address: "192.168.1.21" }]);
         assert.deepEqual(gateway.versions, []);
