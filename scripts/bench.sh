@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm run bench: figures of the real program against the lab, each beside a baseline measured in the same run.
 #   - wall times of cold up, no-change up, preview and destroy, beside the same engine's time for an empty
-#     program (ratio = program / empty);
+#     program (ratio = program / empty); a no-change preview --refresh beside the plain preview (both probe
+#     every host once: components/remote/probe.ts);
 #   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
 #     gate), the first API server healthy, ldirectord's first passing checks (the real-servers gate), the first
 #     controller manager and scheduler answering;
@@ -57,6 +58,7 @@ stamped() {
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
 timed noop-up program up --yes --skip-preview
 timed preview program preview
+timed preview-refresh program preview --refresh
 
 # The critical path, in milliseconds, from the cold up's event log: how long each gate took (its step's
 # start to its outputs), summed along the chain etcd -> one API server -> the load balancer -> one controller
@@ -98,6 +100,7 @@ row "cold up / empty program" cold-up "${took[empty-up]}"
 row "cold up / its critical path" cold-up "$critical_ms"
 row "no-change up / empty program" noop-up "${took[empty-noop]}"
 row "preview / empty program" preview "${took[empty-preview]}"
+row "preview --refresh / preview" preview-refresh "${took[preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
 printf '\n%-34s %10s %14s %8s %s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed" "(of which etcd leader changed)"
 for name in etcd-flag apiserver-flag controller-manager-flag; do
