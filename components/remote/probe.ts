@@ -216,17 +216,11 @@ export function parseProbeOutput(text: string): HostFacts {
                 }
                 break;
             case "sysctl":
-                if (words.length >= 3) {
-                    if (rest(2) !== "-") {
-                        facts.sysctls[words[1]] = rest(2);
-                    }
-                    continue;
-                }
-                break;
             case "version":
+                // `<kind> <name> <value, spaces and all>`; "-": the host has none.
                 if (words.length >= 3) {
                     if (rest(2) !== "-") {
-                        facts.versions[words[1]] = rest(2);
+                        (words[0] === "sysctl" ? facts.sysctls : facts.versions)[words[1]] = rest(2);
                     }
                     continue;
                 }
