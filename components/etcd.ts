@@ -141,9 +141,10 @@ export function leaderHandoff(preferred?: string): string[] {
     return [
         `etcd_ctl() { ${ETCDCTL} "$@"; }`,
         // endpoint status: endpoint, ID, version, db size, is leader, ...; member list: ID, status, name, ...
-        `self=$(etcd_ctl endpoint status 2>/dev/null | awk -F', ' '$5 == "true" {print $2}')`,
+        // Best effort: a member that does not answer (its key just changed owner under it) restarts anyway.
+        `self=$({ etcd_ctl endpoint status 2>/dev/null || true; } | awk -F', ' '$5 == "true" {print $2}')`,
         `if [ -n "$self" ]; then`,
-        `  target=$(etcd_ctl member list 2>/dev/null | awk -F', ' -v self="$self" -v preferred=${shq(preferred ?? "")} \\`,
+        `  target=$({ etcd_ctl member list 2>/dev/null || true; } | awk -F', ' -v self="$self" -v preferred=${shq(preferred ?? "")} \\`,
         `    '$2 == "started" && $6 != "true" && $1 != self { if ($3 == preferred) { p = $1 } else if (o == "") { o = $1 } }`,
         `     END { print (p != "" ? p : o) }')`,
         `  if [ -n "$target" ] && etcd_ctl move-leader "$target" >/dev/null 2>&1; then`,

@@ -216,17 +216,11 @@ export function parseProbeOutput(text: string): HostFacts {
                 }
                 break;
             case "sysctl":
-                if (words.length >= 3) {
-                    if (rest(2) !== "-") {
-                        facts.sysctls[words[1]] = rest(2);
-                    }
-                    continue;
-                }
-                break;
             case "version":
+                // `<kind> <name> <value, spaces and all>`; "-": the host has none.
                 if (words.length >= 3) {
                     if (rest(2) !== "-") {
-                        facts.versions[words[1]] = rest(2);
+                        (words[0] === "sysctl" ? facts.sysctls : facts.versions)[words[1]] = rest(2);
                     }
                     continue;
                 }
@@ -349,10 +343,10 @@ export function setProbeRunner(runner: ProbeRunner | undefined): void {
 
 /**
  * Probes every host something asked about, once each and all together, with `runner` (undefined: no probe,
- * saying `whyNot` in one log line). The facts go to whoever asked (`observe`, `probed`): at `up`, a host that
- * cannot be probed fails them, naming the host and its address; a preview goes on without it (a warning names
- * it), as it goes on without `ssh` where pulumi runs or without a key. Settles when the probes are over; never
- * rejects.
+ * saying `whyNot` in one log line). The facts go to whoever asked (`observe`, `probed`): a host that cannot be
+ * probed fails them, naming the host and its address, in a preview as at `up` (with the key configured, a
+ * preview is a refresh: it must not pass while a host is unseen); a preview without `ssh` where pulumi runs
+ * goes on without the probe, as one without the key. Settles when the probes are over; never rejects.
  */
 export async function startProbes(runner: ProbeRunner | undefined, whyNot: string): Promise<void> {
     started = true;
@@ -376,12 +370,10 @@ export async function startProbes(runner: ProbeRunner | undefined, whyNot: strin
     }
     const failures = results.flatMap((r, i) => r.status === "rejected"
         ? [`${hosts[i].host.name} (${hosts[i].host.address}): ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`] : []);
-    if (failures.length > 0 && !preview) {
+    if (failures.length > 0) {
         settle.reject(new pulumi.RunError(`cannot compare the hosts with what the program installed, so nothing was changed:\n` +
             failures.map(f => `  - ${f}`).join("\n")));
         return;
     }
-    // A preview goes on without the hosts it cannot reach (as it goes without a key), saying which.
-    failures.forEach(f => pulumi.log.warn(`${f}: not compared with what the program installed (drift there is not shown)`));
     settle.resolve(new Map(hosts.map((h, i) => [h.host.name, results[i].status === "fulfilled" ? results[i].value : undefined])));
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `npm run test:engine`: tests that drive the real Pulumi engine built by `npm run engine`.
 #   1. `pulumi preview` of the dev stack (no SSH key, no reachable host) plans exactly what the program registers
-#      under Pulumi's mocks for the same config (test/unit/plan.ts), and prints no private key; the same with a
-#      throwaway SSH key configured (the host probe then fails to reach the hosts: a preview goes on, saying so).
+#      under Pulumi's mocks for the same config (test/unit/plan.ts), and prints no private key; with a throwaway
+#      SSH key configured, the host probe cannot reach the hosts: the preview fails before any resource, naming
+#      every host and its address, and prints nothing of the key.
 #   2. `pulumi up` of the PKI-only stack (test/engine/pki-stack): certificates verify against the CA, carry the
 #      expected SANs and identities, keys match; state holds no plaintext key; a second up changes nothing;
 #      destroy empties the state.
@@ -97,7 +98,8 @@ test_dev_preview() {
     # A copy of the program with a stack file of its own: `stack init` writes its passphrase salt there, not
     # into Pulumi.dev.yaml, and what the user's stack file holds besides the seed's plain config (the salt
     # `pulumi stack select --create dev` wrote for their passphrase, values encrypted with it) stays out.
-    cp -r "$ROOT/index.ts" "$ROOT/components" "$ROOT/Pulumi.yaml" "$ROOT/tsconfig.json" "$ROOT/package.json" "$project/"
+    cp -r "$ROOT/index.ts" "$ROOT/components" "$ROOT/Pulumi.yaml" "$ROOT/tsconfig.json" "$ROOT/tsconfig.pulumi.json" \
+        "$ROOT/package.json" "$project/"
     ln -s "$ROOT/node_modules" "$project/node_modules"
     plain_stack_config "$ROOT/Pulumi.dev.yaml" >"$project/Pulumi.dev.yaml" \
         || { fail "dev stack ($label): a plain copy of Pulumi.dev.yaml"; return; }
@@ -107,6 +109,25 @@ test_dev_preview() {
         (cd "$project" && pulumi_ config set --stack dev control-plane:sshPrivateKeyPath "$key" >/dev/null)
     fi
     local json="$TMP/preview-$3.json" plain="$TMP/preview-$3.txt"
+    if [[ -n "$key" ]]; then
+        # With the key, a preview compares the hosts: none is reachable here, so it fails, naming each.
+        if (cd "$project" && pulumi_ preview --stack dev --non-interactive --diff >"$plain" 2>&1); then
+            fail "dev stack ($label): pulumi preview fails when no host can be probed"
+        else
+            local host missing=""
+            for host in "control0 (192.168.1.11)" "control1 (192.168.1.12)" "control2 (192.168.1.13)" "gateway (192.168.1.10)"; do
+                grep -qF -- "- $host: " "$plain" || missing="$missing $host"
+            done
+            check "dev stack ($label): the preview fails before any resource, naming every host it could not probe (missing:$missing)" \
+                bash -c "[ -z '$missing' ] && grep -qF 'cannot compare the hosts with what the program installed, so nothing was changed' '$plain' && ! grep -qE '^ +\+ +command:' '$plain'"
+        fi
+        local body
+        body="$(sed -n '2p' "$key")" # a line of the key's base64 body
+        check "dev stack ($label): no private key and nothing of the key file in its output" \
+            bash -c "! grep -qE -- '-----BEGIN [A-Z ]*PRIVATE KEY-----' '$plain' && ! grep -qF -- '$body' '$plain'"
+        (cd "$project" && pulumi_ stack rm dev --yes --force >/dev/null 2>&1)
+        return
+    fi
     if (cd "$project" && pulumi_ preview --stack dev --non-interactive --json >"$json" 2>"$TMP/preview-$3.err"); then
         pass "dev stack ($label): pulumi preview --json succeeds"
     else
@@ -122,12 +143,6 @@ test_dev_preview() {
         fail "dev stack ($label): no private key in the preview output" "$(grep -Eo -- '-----BEGIN [A-Z ]*PRIVATE KEY-----' "$json" "$plain" | sort -u | head -3)"
     else
         pass "dev stack ($label): no private key in the preview output (--json and plain)"
-    fi
-    if [[ -n "$key" ]]; then
-        local body
-        body="$(sed -n '2p' "$key")" # a line of the key's base64 body
-        check "dev stack ($label): the key file's content appears nowhere in the preview" \
-            bash -c "! grep -qF -- '$body' '$json' '$plain'"
     fi
 
     # The plan: every step a create but the read of the stack's own outputs (the last deployment's drift markers),
