@@ -150,8 +150,10 @@ export interface ServiceSpec {
     /** How a running service takes a change: restart, or reload (ldirectord keeps its real servers' state). */
     onChange: "restart" | "reload";
     /**
-     * Do not wait for startup: etcd's Type=notify start blocks until the cluster has quorum, so members are
-     * started without blocking and a health gate waits for them.
+     * On create, do not wait for startup: etcd's Type=notify start blocks until the cluster has quorum, so
+     * members are started without blocking and a health gate waits for them. A change restarts one member of
+     * a cluster that has quorum, and waits for it: with --no-block, the health poll after it could pass on the
+     * old process before systemd had stopped it, and the next member restart while this one is away.
      */
     noBlock?: boolean;
     /** Commands run after the service is stopped and removed (its logs, its IPVS rules). */
@@ -202,8 +204,8 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
     const start = [`systemctl enable --quiet ${unit}`, `systemctl restart${block} ${unit}`];
     const change = spec.onChange === "reload"
         ? [`systemctl enable --quiet ${unit}`,
-            `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start${block} ${unit}; fi`]
-        : start;
+            `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start ${unit}; fi`]
+        : [`systemctl enable --quiet ${unit}`, `systemctl restart ${unit}`];
     return {
         create: script(header, ...install, ...start),
         update: script(header, ...install, ...(spec.beforeChange ?? []), ...change,

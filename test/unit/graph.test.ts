@@ -42,10 +42,12 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             assert.doesNotMatch(create, /waiting up to/, `${service.name}'s create does not wait`);
             // A change restarts, then waits until the cluster is healthy with this member back.
             const update = scriptOf(plain(service, "update"));
-            assert.match(update, /systemctl restart --no-block 'etcd'[\s\S]*endpoint health --cluster[\s\S]*until healthy; do/);
+            // A change waits for the restart itself (no --no-block: the poll must not see the old process).
+            assert.match(update, /systemctl restart 'etcd'[\s\S]*endpoint health --cluster[\s\S]*until healthy; do/);
+            assert.doesNotMatch(update, /--no-block/);
             assert.match(update, new RegExp(`etcd on ${names[i]} to be back and all 3 members healthy`));
             // A leader hands its leadership to the member that restarted just before it, before it restarts.
-            assert.match(update, new RegExp(`-v preferred='${i > 0 ? names[i - 1] : ""}'[\\s\\S]*move-leader[\\s\\S]*systemctl restart --no-block 'etcd'`));
+            assert.match(update, new RegExp(`-v preferred='${i > 0 ? names[i - 1] : ""}'[\\s\\S]*move-leader[\\s\\S]*systemctl restart 'etcd'`));
             assert.doesNotMatch(create, /move-leader/, "a create hands nothing over");
             if (i > 0) {
                 assert.ok(dependsOn(run, service, services[i - 1]), `${service.name} rolls after ${services[i - 1].name}`);
