@@ -6,9 +6,12 @@
 #                          list of kube-system's configmaps, a quorum read that reaches etcd, answered 200;
 #                        - once a second, how many etcd members are not active and how many of the load
 #                          balancer's real servers are not at weight 1.
-#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_LEADER_CHANGED (the failed
-#                        requests that kube-apiserver answered with etcd's "leader changed": a quorum read in
-#                        flight when etcd's leader changes, kubernetes/kubernetes#112152), TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
+#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_ETCD_RESTART (the failed
+#                        requests that kube-apiserver answered with a 500 passing on what etcd's client got from a
+#                        member restarting: "leader changed" for a quorum read in flight when the leader changes,
+#                        "server closed the stream without sending trailers" or "transport is closing" for one in
+#                        flight to the member that stops; kubernetes/kubernetes#112152, etcd-io/etcd#8916),
+#                        TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
 #                        (the most seen down at one sampled moment); the failed requests' errors (curl's, or
 #                        the status and the start of the body) are in $work/traffic-NAME.errors.
 # Needs $work/ca.pem and $work/admin.kubeconfig (the stack outputs), and kubectl in $work/bin.
@@ -72,6 +75,7 @@ traffic_stop() {
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
   read -r TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN <"$work/traffic-$name.down" || TRAFFIC_ETCD_DOWN=99 TRAFFIC_LB_DOWN=99
-  TRAFFIC_LEADER_CHANGED=$(grep -c 'HTTP 500 .*"message": "etcdserver: leader changed"' "$work/traffic-$name.errors" || true)
-  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_LEADER_CHANGED TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
+  TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing))"' \
+    "$work/traffic-$name.errors" || true)
+  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_RESTART TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }
