@@ -69,7 +69,8 @@ export function renderLdirectordDropIn(): string {
 export function ldirectordEnvironmentCheck(): string[] {
     return [
         `pid=$(systemctl show -p MainPID --value ldirectord)`,
-        `if [ "\${pid:-0}" -gt 0 ] && ! tr '\\0' '\\n' < "/proc/$pid/environ" | grep -qx ${shq(`${LWP_CA_VARIABLE}=${LDIRECTORD_CA_FILE}`)}; then`,
+        // grep -c reads all its input (grep -q could leave tr to a SIGPIPE, which pipefail takes for "absent").
+        `if [ "\${pid:-0}" -gt 0 ] && [ "$(tr '\\0' '\\n' < "/proc/$pid/environ" | grep -cxF ${shq(`${LWP_CA_VARIABLE}=${LDIRECTORD_CA_FILE}`)})" -eq 0 ]; then`,
         `  echo "ldirectord runs without ${LWP_CA_VARIABLE}: restarting it once"`,
         `  systemctl restart ldirectord`,
         `fi`,
