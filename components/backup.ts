@@ -18,7 +18,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { ClusterConfig, expandHome, Machine } from "./config";
-import { ETCD_DATA_DIR, ETCDCTL, RESTORE_SNAPSHOT, RestoreSpec } from "./etcd";
+import { ETCD_CTL_FUNCTION, ETCD_DATA_DIR, RESTORE_SNAPSHOT, RestoreSpec } from "./etcd";
 import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq } from "./remote/shell";
@@ -69,7 +69,7 @@ const MEMBER_SCRIPT_END = "KTHW_MEMBER_SCRIPT";
 export function memberSnapshotScript(): string {
     const body = [
         `if [ ! -d ${ETCD_DATA_DIR}/member ]; then echo "$(hostname): no etcd data in ${ETCD_DATA_DIR}" >&2; exit ${NO_DATA}; fi`,
-        `etcd_ctl() { ${ETCDCTL} "$@"; }`,
+        ETCD_CTL_FUNCTION,
         `etcd_ctl endpoint health >/dev/null 2>&1 || { echo "$(hostname): etcd is not healthy here" >&2; exit 1; }`,
         `tmp=$(mktemp -d)`,
         `trap 'rm -rf "$tmp"' EXIT`,

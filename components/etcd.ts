@@ -109,6 +109,8 @@ export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore
 
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
 export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${CA} --cert=${CERT} --key=${KEY}`;
+/** A shell function `etcd_ctl` that runs ETCDCTL with its arguments: the one line every etcd script starts with. */
+export const ETCD_CTL_FUNCTION = `etcd_ctl() { ${ETCDCTL} "$@"; }`;
 
 /**
  * The cluster is healthy: every endpoint answers a health check (a linearizable read through each member,
@@ -117,7 +119,7 @@ export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379
 export function clusterHealth(count: number): { setup: string[]; probe: string; diagnose: string } {
     return {
         setup: [
-            `etcd_ctl() { ${ETCDCTL} "$@"; }`,
+            ETCD_CTL_FUNCTION,
             `healthy() {`,
             `  etcd_ctl endpoint health --cluster >/dev/null 2>&1 &&`,
             `    [ "$(etcd_ctl member list 2>/dev/null | grep -c ', started, ')" -eq ${count} ]`,
@@ -139,7 +141,7 @@ export function clusterHealth(count: number): { setup: string[]; probe: string; 
  */
 export function leaderHandoff(preferred?: string): string[] {
     return [
-        `etcd_ctl() { ${ETCDCTL} "$@"; }`,
+        ETCD_CTL_FUNCTION,
         // endpoint status: endpoint, ID, version, db size, is leader, ...; member list: ID, status, name, ...
         // Best effort: a member that does not answer (its key just changed owner under it) restarts anyway.
         `self=$({ etcd_ctl endpoint status 2>/dev/null || true; } | awk -F', ' '$5 == "true" {print $2}')`,
