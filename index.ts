@@ -7,6 +7,7 @@ import { ControllerManager } from "./components/controllerManager";
 import { EtcdClusterHealth, EtcdMember, etcdMembersFingerprint } from "./components/etcd";
 import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
+import { EtcdDepartures, MembershipRecord, planMembership } from "./components/membership";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
 import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
@@ -21,91 +22,121 @@ const { config, ssh, keyFile } = loadStack();
 const controlNodes = config.nodes.map(node => hostFor(node, ssh));
 const gateway = hostFor(config.gateway, ssh);
 
-// Drift (components/remote/drift.ts): every host is probed once, over one SSH session, once the program is
-// constructed (below, at the end); no resource is registered before, and none at all when a host cannot be
-// probed or its installed releases refuse the configured ones (the version skew policy, in preview too).
-const checked = probed().then(facts => refuseVersionSkew(config, config.nodes, facts));
-holdResourcesUntil(checked);
-// The markers of the last deployment, read back from this very stack (as a value: no step depends on the read).
+// The last deployment's stack outputs, read back from this very stack before anything else: the drift markers
+// (components/remote/drift.ts) and etcd's membership (components/membership.ts).
 const lastDeployment = new pulumi.StackReference("last-deployment",
     { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
-usePreviousMarkers(lastDeployment.getOutputDetails("driftMarkers").then(d => d.value as Record<string, string> | undefined));
-// Each drift-aware step's marker, the next run's previous one. The first output: when the probes or the version
-// skew policy refuse, it fails at once, and with it the program (the error is reported once, from here).
-const markersOnceChecked = checked.then(() => allDriftMarkers());
-markersOnceChecked.catch(() => undefined);
-export const driftMarkers = markersOnceChecked;
+const lastOutput = <T>(name: string) => lastDeployment.getOutputDetails(name).then(d => d.value as T | undefined);
 
-// Chapter 4's certificates, keys, kubeconfigs and encryption config.
-const pki = clusterPki(config);
+export = async () => {
+    const previousMarkers = await lastOutput<Record<string, string>>("driftMarkers");
+    // Membership: who joins, who leaves, in what order; a change that could lose quorum is refused here,
+    // before any resource.
+    const membership = planMembership(config, await lastOutput<MembershipRecord>("etcdMembership"), previousMarkers);
 
-// Preflight: read-only checks on every control node (the version skew policy) before any host changes.
-const preflight = new Preflight("preflight", { config, nodes: controlNodes });
+    // Drift: every host is probed once, over one SSH session, once the program is constructed (below, at the
+    // end); no resource is registered before, and none at all when a host cannot be probed or its installed
+    // releases refuse the configured ones (the version skew policy, in preview too).
+    const checked = probed().then(facts => refuseVersionSkew(config, config.nodes, facts));
+    holdResourcesUntil(checked);
+    usePreviousMarkers(Promise.resolve(previousMarkers));
+    // Each drift-aware step's marker, the next run's previous one. When the probes or the version skew policy
+    // refuse, it fails at once, and with it the program (the error is reported once, from here).
+    const markersOnceChecked = checked.then(() => allDriftMarkers());
+    markersOnceChecked.catch(() => undefined);
 
-// No data lost (components/backup.ts): before any change that restarts or removes an etcd member, a snapshot
-// of etcd is taken where pulumi runs, and every etcd step waits for it, so a failed snapshot stops the change
-// before anything on a host changes; an up that changes nothing takes none. With restoreFrom (a new stack),
-// the snapshot is copied to every node and each member's data dir is restored from it. A drift repair of a
-// member's service restarts it too: a snapshot first.
-const backup = new EtcdBackup("etcd-backup-before-change", {
-    config, ssh, when: "change",
-    fingerprint: withDriftRepairs(etcdMembersFingerprint(config, pki), config.nodes.map(n => `etcd-${n.name}-service`)),
-}, { dependsOn: [preflight] });
-const restore = restoreSpec(config);
-const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
+    // Chapter 4's certificates, keys, kubeconfigs and encryption config.
+    const pki = clusterPki(config);
 
-// Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
-// certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
+    // Preflight: read-only checks on every control node (the version skew policy) before any host changes.
+    const preflight = new Preflight("preflight", { config, nodes: controlNodes });
 
-// Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
-// one gate waits until all of them are healthy. A change restarts one member at a time, each once the
-// cluster is healthy with the one before it back: quorum is never lost. A leader hands its leadership to
-// the member before it first, so a roll changes leaders as seldom as it can.
-const etcdMembers = oneAtATime(controlNodes, (host, previous: EtcdMember | undefined) =>
-    new EtcdMember(`etcd-${host.name}`, { config, host, pki, rollAfter: previous?.service, handOffTo: previous?.memberName, restore },
-        { dependsOn: [preflight, backup, ...(restoreUpload ? [restoreUpload] : [])] }));
-const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
-    { dependsOn: etcdMembers });
-// destroy deletes this before the members it depends on, while etcd still runs: its delete takes the snapshot.
-new EtcdBackup("etcd-backup-before-destroy", { config, ssh, when: "destroy" }, { dependsOn: [etcd, ...etcdMembers] });
+    // No data lost (components/backup.ts): before any change that restarts, adds or removes an etcd member, a
+    // snapshot of etcd is taken where pulumi runs, and every etcd step waits for it, so a failed snapshot stops
+    // the change before anything on a host changes; an up that changes nothing takes none. With restoreFrom (a
+    // new stack), the snapshot is copied to every node and each member's data dir is restored from it. A drift
+    // repair of a member's service restarts it too: a snapshot first.
+    const backup = new EtcdBackup("etcd-backup-before-change", {
+        config, ssh, when: "change",
+        fingerprint: withDriftRepairs(etcdMembersFingerprint(config, pki, membership.joins),
+            config.nodes.map(n => `etcd-${n.name}-service`)),
+    }, { dependsOn: [preflight] });
+    const restore = restoreSpec(config);
+    const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
 
-// Installing kube-apiserver, after etcd (the version skew policy's order). A change restarts one API
-// server at a time, each once the load balancer holds the one before it again, so the VIP keeps answering.
-const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
-    new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
-        { dependsOn: [etcd] }));
+    // Nodes that leave: once the load balancer has dropped them, their etcd members leave the cluster, before
+    // any member joins or restarts; everything on them is then deleted, as destroy deletes it.
+    const departures = membership.leaving.length === 0 ? [] : [new EtcdDepartures("etcd-departures", {
+        config, ssh, leaving: membership.leaving, via: membership.kept[0], remaining: membership.kept.length,
+    }, { dependsOn: [preflight, backup] })];
 
-// The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
-// installed alongside etcd and the API servers; its gates wait until it serves from every API server.
-const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
-    config, nodes: controlNodes, gateway, pki, apiServers,
-    apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
-}, { dependsOn: [preflight] });
+    // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
+    // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
 
-// The remaining control plane components, through the API behind the VIP: installed alongside the rest,
-// started (and restarted for an upgrade) only once every API server is served by the load balancer.
-const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
-    new ControllerManager(`kube-controller-manager-${host.name}`,
-        { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
-        { dependsOn: [preflight] }));
-const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
-    new Scheduler(`kube-scheduler-${host.name}`,
-        { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
-        { dependsOn: [preflight] }));
+    // Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
+    // one gate waits until all of them are healthy. A change restarts one member at a time, each once the
+    // cluster is healthy with the one before it back: quorum is never lost. A leader hands its leadership to
+    // the member before it first, so a roll changes leaders as seldom as it can. Nodes that join come first,
+    // one at a time, each added as a learner and promoted once caught up; the kept members roll after them.
+    const byName = new Map(controlNodes.map(host => [host.name, host]));
+    const members = oneAtATime(membership.order.map(n => byName.get(n.name)!), (host, previous: EtcdMember | undefined) => {
+        const joiner = membership.joining.find(j => j.name === host.name);
+        return new EtcdMember(`etcd-${host.name}`, {
+            config, host, pki, rollAfter: previous?.service, handOffTo: previous?.memberName, restore,
+            join: membership.joins[host.name], joiner, members: joiner?.members.length,
+        }, { dependsOn: [preflight, backup, ...departures, ...(restoreUpload ? [restoreUpload] : [])] });
+    });
+    const etcdMembers = controlNodes.map(host => members.find(m => m.memberName === host.name)!);
+    const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
+        { dependsOn: etcdMembers });
+    // destroy deletes this before the members it depends on, while etcd still runs: its delete takes the snapshot.
+    new EtcdBackup("etcd-backup-before-destroy", { config, ssh, when: "destroy" }, { dependsOn: [etcd, ...etcdMembers] });
 
-// Every step has said what it observes: probe each host once, all together.
-void startProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key");
+    // Installing kube-apiserver, after etcd (the version skew policy's order). A change restarts one API
+    // server at a time, each once the load balancer holds the one before it again, so the VIP keeps answering.
+    const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
+        new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
+            { dependsOn: [etcd] }));
 
-export const apiUrl = apiServerUrl(config);
-export const vipUrl = loadBalancer.url;
-export const etcdEndpoints = etcdMembers.map(member => member.clientUrl);
-export const caCert = pki.caCert;
-export const adminKubeconfig = pki.adminKubeconfig;
-// A secret: keep it (pulumi config set --secret encryptionKey) to restore a snapshot's Secrets after destroy.
-export const encryptionKey = pki.encryptionKey;
-export const controlPlane = {
-    etcd: etcdMembers.length,
-    apiServers: apiServers.length,
-    controllerManagers: controllerManagers.length,
-    schedulers: schedulers.length,
+    // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
+    // installed alongside etcd and the API servers; its gates wait until it serves from every API server. A
+    // node that leaves is drained and dropped first (the etcd departures above wait for that).
+    const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
+        config, nodes: controlNodes, gateway, pki, apiServers, leaving: membership.leaving,
+        apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
+    }, { dependsOn: [preflight] });
+
+    // The remaining control plane components, through the API behind the VIP: installed alongside the rest,
+    // started (and restarted for an upgrade) only once every API server is served by the load balancer.
+    const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
+        new ControllerManager(`kube-controller-manager-${host.name}`,
+            { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
+            { dependsOn: [preflight] }));
+    const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
+        new Scheduler(`kube-scheduler-${host.name}`,
+            { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
+            { dependsOn: [preflight] }));
+
+    // Every step has said what it observes: probe each host once, all together.
+    void startProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key");
+
+    return {
+        // The first output: it fails when the probes or the version skew policy refuse.
+        driftMarkers: markersOnceChecked,
+        // Who the etcd members are and how each first started: the next run plans membership changes from it.
+        etcdMembership: membership.record,
+        apiUrl: apiServerUrl(config),
+        vipUrl: loadBalancer.url,
+        etcdEndpoints: etcdMembers.map(member => member.clientUrl),
+        caCert: pki.caCert,
+        adminKubeconfig: pki.adminKubeconfig,
+        // A secret: keep it (pulumi config set --secret encryptionKey) to restore a snapshot's Secrets after destroy.
+        encryptionKey: pki.encryptionKey,
+        controlPlane: {
+            etcd: etcdMembers.length,
+            apiServers: apiServers.length,
+            controllerManagers: controllerManagers.length,
+            schedulers: schedulers.length,
+        },
+    };
 };

@@ -234,7 +234,7 @@ export class EtcdBackup extends pulumi.ComponentResource {
  * A step where `pulumi` runs whose scripts reach the hosts over SSH: the key goes on stdin (a secret in
  * state); a preview without the key keeps the recorded one, so the plan shows real changes only.
  */
-function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete">,
+export function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete">,
     opts: pulumi.CustomResourceOptions): command.local.Command {
     return new command.local.Command(name, { ...scripts, stdin: ssh.privateKey, addPreviousOutputInEnv: false }, {
         ...opts,

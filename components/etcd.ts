@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { etcdBinaries } from "./artifacts";
 import { ClusterConfig, Machine } from "./config";
+import { initialCluster, Joiner, MemberJoin, memberAddLines, promotionProbe } from "./membership";
 import { PkiFiles } from "./pki";
 import { etcdServiceEntries, etcdUser, pkiFileMode, profileFlags, systemUserScripts, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
@@ -22,13 +23,16 @@ const KEY = `${ETCD_CONFIG_DIR}/kubernetes-key.pem`;
 export const peerUrl = (node: Machine) => `https://${node.address}:2380`;
 export const clientUrl = (node: Machine) => `https://${node.address}:2379`;
 
-/** `--initial-cluster`: every member by name and peer URL. */
-export function initialCluster(config: ClusterConfig): string {
-    return config.nodes.map(n => `${n.name}=${peerUrl(n)}`).join(",");
+/** How a member of a new cluster starts: every node, state `new` (the seed's flags). */
+export function bootstrapJoin(config: ClusterConfig): MemberJoin {
+    return { initialCluster: initialCluster(config.nodes), state: "new" };
 }
 
-/** The seed's etcd.service for one member. */
-export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
+/**
+ * The seed's etcd.service for one member. `join` gives `--initial-cluster` and `--initial-cluster-state`,
+ * which etcd reads only on a member's first start (components/membership.ts): the seed's for a new cluster.
+ */
+export function renderEtcdUnit(config: ClusterConfig, node: Machine, join: MemberJoin = bootstrapJoin(config)): string {
     return renderServiceUnit({
         description: "etcd",
         documentation: "https://github.com/coreos",
@@ -51,8 +55,8 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine): string {
                 ["listen-client-urls", `${clientUrl(node)},https://127.0.0.1:2379`],
                 ["advertise-client-urls", clientUrl(node)],
                 ["initial-cluster-token", config.etcdClusterToken],
-                ["initial-cluster", initialCluster(config)],
-                ["initial-cluster-state", "new"],
+                ["initial-cluster", join.initialCluster],
+                ["initial-cluster-state", join.state],
                 ["data-dir", ETCD_DATA_DIR],
             ]), config.etcdExtraArgs)),
         },
@@ -95,7 +99,7 @@ export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore
             `work=$(mktemp -d /var/lib/kthw-etcd-restore.XXXXXX)`,
             `trap 'rm -rf "$work"' EXIT`,
             `etcdutl snapshot restore ${RESTORE_SNAPSHOT} --name ${shq(node.name)} ` +
-                `--initial-cluster ${shq(initialCluster(config))} --initial-cluster-token ${shq(restore.token)} ` +
+                `--initial-cluster ${shq(initialCluster(config.nodes))} --initial-cluster-token ${shq(restore.token)} ` +
                 `--initial-advertise-peer-urls ${shq(peerUrl(node))} --data-dir "$work/etcd"`,
             `rmdir ${dir} 2>/dev/null || true`,
             `mv "$work/etcd" ${dir}`,
@@ -157,7 +161,8 @@ export function leaderHandoff(preferred?: string): string[] {
 }
 
 /** What a member reads: its binaries, certificates and unit; a change to any of them restarts it. */
-export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFiles): Pick<DaemonSpec, "binary" | "files" | "unit"> {
+export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFiles,
+    join?: MemberJoin): Pick<DaemonSpec, "binary" | "files" | "unit"> {
     const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
         ({ what, path, mode: pkiFileMode(config, mode), content, ownedDirs: [ETCD_CONFIG_DIR], ...etcdOwner(config) });
     return {
@@ -167,7 +172,7 @@ export function etcdDaemonFiles(config: ClusterConfig, node: Machine, pki: PkiFi
             file("cert", CERT, "0644", pki.kubernetesCert),
             file("key", KEY, "0600", pki.kubernetesKey),
         ],
-        unit: renderEtcdUnit(config, node),
+        unit: renderEtcdUnit(config, node, join),
     };
 }
 
@@ -178,11 +183,12 @@ function etcdOwner(config: ClusterConfig): { owner?: string } {
 }
 
 /**
- * Changes exactly when some member will restart or be removed (every member's restart fingerprint, as its
- * service step carries it): the snapshot before a change is due then, and only then.
+ * Changes exactly when some member will restart, join or be removed (every member's restart fingerprint, as
+ * its service step carries it): the snapshot before a change is due then, and only then.
  */
-export function etcdMembersFingerprint(config: ClusterConfig, pki: PkiFiles): pulumi.Output<string> {
-    return fingerprint(config.nodes.map(node => restartFingerprint(etcdDaemonFiles(config, node, pki))));
+export function etcdMembersFingerprint(config: ClusterConfig, pki: PkiFiles, joins: Record<string, MemberJoin>): pulumi.Output<string> {
+    // A change of members changes the certificate's SANs, and so every kept member's fingerprint.
+    return fingerprint(config.nodes.map(node => restartFingerprint(etcdDaemonFiles(config, node, pki, joins[node.name]))));
 }
 
 export interface EtcdMemberArgs {
@@ -201,6 +207,12 @@ export interface EtcdMemberArgs {
     handOffTo?: string;
     /** Restore the data dir from `restoreFrom` (copied to the node by a step in dependsOn). */
     restore?: RestoreSpec;
+    /** The unit's first-start flags (components/membership.ts); default: the seed's, a member of a new cluster. */
+    join?: MemberJoin;
+    /** Set when the node joins a running cluster: its create adds it as a learner, starts it and promotes it. */
+    joiner?: Joiner;
+    /** How many members the cluster has once this one is back (or has joined); default: one per node. */
+    members?: number;
 }
 
 export class EtcdMember extends pulumi.ComponentResource {
@@ -227,15 +239,31 @@ export class EtcdMember extends pulumi.ComponentResource {
                 childOptions(this, deps, ...(binary ? [binary] : [])))
             : dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...etcdOwner(config) },
                 childOptions(this, deps));
+        const members = args.members ?? config.nodes.length;
+        const health = clusterHealth(members);
+        const joiner = args.joiner;
         const daemon = installDaemon(this, name, {
             host,
-            ...etcdDaemonFiles(config, host, pki),
-            service: { unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config),
-                beforeChange: leaderHandoff(args.handOffTo) },
+            ...etcdDaemonFiles(config, host, pki, args.join),
+            service: {
+                unitName: "etcd", noBlock: true, unitFileMode: unitFileMode(config),
+                beforeChange: leaderHandoff(args.handOffTo),
+                // Joining a running cluster: added as a learner before it starts, promoted once caught up.
+                ...(joiner ? {
+                    beforeStart: memberAddLines(joiner),
+                    afterStart: {
+                        what: `etcd on ${host.name} to join, catch up and be promoted, and all ${members} members healthy`,
+                        setup: [...promotionProbe(joiner).setup, ...health.setup],
+                        probe: `{ ${promotionProbe(joiner).probe} && ${health.probe}; }`,
+                        timeoutSeconds: config.healthTimeoutSeconds,
+                        diagnose: health.diagnose,
+                    },
+                } : {}),
+            },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             afterChange: {
-                what: `etcd on ${host.name} to be back and all ${config.nodes.length} members healthy`,
-                ...clusterHealth(config.nodes.length),
+                what: `etcd on ${host.name} to be back and all ${members} members healthy`,
+                ...health,
             },
             rollAfter: args.rollAfter,
             before: restore ? (binary: pulumi.Resource) => [dataDir(binary)] : [dataDir()],

@@ -7,14 +7,14 @@
 // Everything is persisted by files and units the program owns, so a reboot brings it back, and `destroy`
 // takes it away.
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterConfig } from "./config";
+import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
 import { renderServiceUnit } from "./render/systemd";
 import { fingerprint } from "./remote/fingerprint";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { shq } from "./remote/shell";
-import { healthGate, localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
+import { script, shq, waitUntil } from "./remote/shell";
+import { healthGate, localHealthGate, precondition, remoteFile, remoteStep, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
@@ -100,6 +100,25 @@ export function renderLdirectordConfig(config: ClusterConfig): string {
     ].join("\n") + "\n";
 }
 
+/**
+ * Drains leaving API servers before ldirectord.cf drops them: each still in IPVS gets weight 0 (no new
+ * connection goes to it), then a bounded wait until its active connections are done. Reads nothing back.
+ */
+export function drainScript(config: ClusterConfig, leaving: Machine[]): string {
+    const virtual = `${config.vip}:${config.apiPort}`;
+    const reals = leaving.map(n => `${n.address}:${config.apiPort}`);
+    return script(
+        `# drain ${leaving.map(n => n.name).join(", ")} before ldirectord drops them`,
+        `listed() { ipvsadm -Ln -t ${virtual} | awk -v real="$1" '$1 == "->" && $2 == real'; }`,
+        `for real in ${reals.map(shq).join(" ")}; do`,
+        `  if [ -n "$(listed "$real")" ]; then ipvsadm -e -t ${virtual} -r "$real" -g -w 0; echo "$real drained: weight 0"; fi`,
+        `done`,
+        `active() { local real; for real in ${reals.map(shq).join(" ")}; do listed "$real"; done | awk '{s += $5} END {print s + 0}'; }`,
+        ...waitUntil(`the connections to ${leaving.map(n => n.name).join(", ")} to end`, `[ "$(active)" -eq 0 ]`,
+            config.healthTimeoutSeconds, "ipvsadm -Ln"),
+    );
+}
+
 export interface IpvsLoadBalancerArgs {
     /** The validated cluster config. */
     config: ClusterConfig;
@@ -116,6 +135,8 @@ export interface IpvsLoadBalancerArgs {
      * prerequisites, CA trust, VIP and ldirectord) installs alongside etcd and the API servers.
      */
     apiServers: pulumi.Resource[];
+    /** Control nodes that leave (components/membership.ts): drained before ldirectord.cf drops them. */
+    leaving?: Machine[];
 }
 
 export class IpvsLoadBalancer extends pulumi.ComponentResource {
@@ -170,9 +191,13 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             afterRemove: ["rmdir --ignore-fail-on-non-empty /run/lock/subsys 2>/dev/null || [ ! -d /run/lock/subsys ]"],
         }, subsysTmpfile, gatewayStep);
         const ldirectordConfig = renderLdirectordConfig(config);
+        const leaving = args.leaving ?? [];
+        const drain = leaving.length === 0 ? [] : [remoteStep(`${name}-drain-leaving`,
+            { host: gateway, scripts: { create: drainScript(config, leaving) } }, gatewayStep)];
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
             // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
-            { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig, gatewayStep);
+            { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig,
+            childOptions(this, opts.dependsOn, ready, ...drain));
         // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {

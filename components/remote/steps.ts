@@ -165,6 +165,10 @@ export interface ServiceSpec {
     afterChange?: WaitSpec;
     /** Commands a change runs before the restart (or reload): etcd hands its leadership over. */
     beforeChange?: string[];
+    /** Commands a create runs before the first start: a joining etcd member is added to the cluster. */
+    beforeStart?: string[];
+    /** A create is done only when this bounded poll passes after the start: a joining etcd member is promoted. */
+    afterStart?: WaitSpec;
     /** Mode of the unit file the step writes; default 0644, as the seed. */
     unitFileMode?: string;
     /**
@@ -207,7 +211,8 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
             `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start ${unit}; fi`]
         : [`systemctl enable --quiet ${unit}`, `systemctl restart ${unit}`];
     return {
-        create: script(header, ...install, ...start),
+        create: script(header, ...install, ...(spec.beforeStart ?? []), ...start,
+            ...(spec.afterStart ? waitLines(spec.afterStart) : [])),
         update: script(header, ...install, ...(spec.beforeChange ?? []), ...change,
             ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
         delete: script(

@@ -128,7 +128,11 @@ async function main(): Promise<void> {
     let error: string | undefined;
     let expected: Record<string, HostFacts> | undefined;
     try {
-        await pulumi.runtime.runInPulumiStack(async () => require(path.join(__dirname, "..", "..", "index")));
+        // index.ts exports its program as a function, as the Node.js language host runs it.
+        await pulumi.runtime.runInPulumiStack(async () => {
+            const program = require(path.join(__dirname, "..", "..", "index")) as unknown;
+            return typeof program === "function" ? await (program as () => Promise<unknown>)() : program;
+        });
         expected = await new Promise(resolve => expectedFacts().apply(facts => resolve(facts)));
         await pulumi.runtime.disconnect();
     } catch (e) {
