@@ -3,7 +3,7 @@
 #   /var/lib/kcp-lab/ssh/id_ed25519            the lab's SSH key pair (user ubuntu everywhere)
 #   /var/lib/kcp-lab/ssh/hostkeys/HOST/        SSH host keys of every lab host (stable)
 #   /var/lib/kcp-lab/ssh/known_hosts           those host keys, pinned
-#   /var/cache/kcp/lab/node-rootfs/            Debian bookworm rootfs of control0..2 (debootstrap)
+#   /var/cache/kcp/lab/node-rootfs/            Debian bookworm rootfs the control nodes share (debootstrap)
 #   /var/cache/kcp/lab/gateway/{base.qcow2,vmlinuz,initrd.img}   the gateway VM's image
 # Each cached item carries a stamp of its recipe: an unchanged recipe is not rebuilt.
 # Usage: lab/build.sh   (lab/up.sh runs it; KCP_LAB_REBUILD=1 forces a rebuild)

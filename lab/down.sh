@@ -6,6 +6,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# lab:down takes down every node that is up (lab_node_dirs), whatever KCP_LAB_NODES says.
+unset KCP_LAB_NODES
 # shellcheck source=lab/lib.sh
 source "$here/lib.sh"
 
@@ -59,7 +61,8 @@ stop_processes() {
     pids+=("$p")
   fi
   # Containers: SIGTERM makes systemd-nspawn shut the container down in order.
-  for n in "${LAB_NODES[@]}"; do
+  # Every node that has a runtime dir, whatever KCP_LAB_NODES says (a lab brought up with more).
+  for n in $(lab_node_dirs); do
     f=$LAB_RUN/nodes/$n/nspawn.pid
     if lab_pid_alive "$f" systemd-nspawn; then
       stop_pidfile "$f" systemd-nspawn TERM

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lab/exec.sh CMD... — runs CMD as the runner inside the lab's network namespace
-# (address 192.168.1.1 on the lab bridge, no route out), with /etc/hosts resolving
-# control0..2, gateway and kubernetes(.kubenet) as the seed's DNS does
+# (address 192.168.1.1 on the lab bridge, no route out), with /etc/hosts resolving the
+# control nodes (control0..2, or as many as the lab has: KCP_LAB_NODES), gateway and
+# kubernetes(.kubenet) as the seed's DNS does
 # (`ip netns exec` bind-mounts /etc/netns/kcplab/hosts over /etc/hosts).
 # Example: lab/exec.sh pulumi up --stack lab ; lab/exec.sh kubectl get ns
 set -euo pipefail

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # settings used by the scripts that source this file
 # Shared settings and helpers of the local lab (sourced by lab/*.sh and test/lab/*.sh).
-# The lab stands in for the seed's VMs: control0..2 (systemd-nspawn containers) and
-# gateway (a QEMU/TCG VM), on one bridge inside the network namespace "kcplab".
+# The lab stands in for the seed's VMs: control0..2 (systemd-nspawn containers; KCP_LAB_NODES=N for
+# control0..control{N-1}) and gateway (a QEMU/TCG VM), on one bridge inside the network namespace "kcplab".
 
 LAB_NS=kcplab
 LAB_NS_PATH=/run/netns/$LAB_NS
@@ -25,9 +25,11 @@ LAB_MIRROR_PORT=8080
 LAB_UPGRADE_KUBE_VERSION=1.28.15
 LAB_UPGRADE_ETCD_VERSION=3.5.35
 LAB_VIP=192.168.1.21
-LAB_NODES=(control0 control1 control2)
-LAB_HOSTS=(control0 control1 control2 gateway)
-declare -A LAB_IP=([control0]=192.168.1.11 [control1]=192.168.1.12 [control2]=192.168.1.13 [gateway]=192.168.1.10)
+# The control nodes: control0..control{N-1} at 192.168.1.(11+i), N = LAB_NODE_COUNT (set at the end of this
+# file: KCP_LAB_NODES, else the count of the lab that is up, else LAB_DEFAULT_NODES, the code's default nodes).
+LAB_DEFAULT_NODES=3
+LAB_MAX_NODES=9
+LAB_NODES_COUNT_FILE=$LAB_RUN/nodes-count
 LAB_GATEWAY_MAC=52:54:00:6b:63:0a
 LAB_GATEWAY_MEM=${KCP_LAB_GATEWAY_MEM:-384}
 
@@ -164,6 +166,14 @@ lab_debian_mirror() {
   printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
 
+# lab_node_dirs: the control nodes that have a runtime dir (up, or left half way by a crash), whatever
+# the node count says: what lab:down takes down and what lab:up stops when the lab shrinks.
+lab_node_dirs() {
+  local d
+  for d in "$LAB_RUN"/nodes/control[0-9]; do [[ -d $d ]] && printf '%s\n' "${d##*/}"; done
+  return 0
+}
+
 # /etc/hosts of every lab host (and of the runner via /etc/netns/kcplab/hosts): the
 # seed's DNS resolves these names.
 lab_hosts_file() {
@@ -190,13 +200,57 @@ lab_ssh_opts() {
     -o ServerAliveInterval=10 -o LogLevel=ERROR
 }
 
+# lab_unknown_host HOST: why HOST is no lab host (a control node beyond the count: how to grow the lab).
+lab_unknown_host() {
+  local msg="unknown lab host '$1' (known: ${LAB_HOSTS[*]})"
+  if [[ $1 =~ ^control[0-9]$ ]]; then
+    msg+="; the lab has $LAB_NODE_COUNT control nodes: KCP_LAB_NODES=$((${1#control} + 1)) npm run lab:up grows it"
+  fi
+  printf '%s\n' "$msg"
+}
+
 # lab_ssh HOST CMD...: run CMD on HOST as ubuntu over SSH from inside the namespace.
 lab_ssh() {
   local host=$1 ip
   shift
   ip=${LAB_IP[$host]:-}
-  [[ -n $ip ]] || lab_die "unknown lab host '$host' (known: ${LAB_HOSTS[*]})"
+  [[ -n $ip ]] || lab_die "$(lab_unknown_host "$host")"
   local opts
   mapfile -t opts < <(lab_ssh_opts "$host")
   lab_in_ns ssh "${opts[@]}" "ubuntu@$ip" "$@"
 }
+
+# lab_node_count_valid N: N is a node count the lab can have (1..LAB_MAX_NODES: the addresses
+# 192.168.1.11-19 stay below the VIP 192.168.1.21).
+lab_node_count_valid() { [[ $1 =~ ^[1-9]$ ]] && (($1 <= LAB_MAX_NODES)); }
+
+# lab_recorded_node_count: the node count lab:up recorded for the lab that is up (empty: none recorded).
+lab_recorded_node_count() {
+  local n=""
+  [[ -r $LAB_NODES_COUNT_FILE ]] && n=$(<"$LAB_NODES_COUNT_FILE")
+  if lab_node_count_valid "$n"; then printf '%s\n' "$n"; fi
+}
+
+# lab_set_nodes N: LAB_NODE_COUNT, LAB_NODES (control0..control{N-1}), LAB_HOSTS (those and gateway), LAB_IP.
+lab_set_nodes() {
+  local i
+  LAB_NODE_COUNT=$1
+  LAB_NODES=()
+  for ((i = 0; i < LAB_NODE_COUNT; i++)); do LAB_NODES+=("control$i"); done
+  LAB_HOSTS=("${LAB_NODES[@]}" gateway)
+  unset LAB_IP
+  declare -gA LAB_IP=([gateway]=192.168.1.10)
+  for ((i = 0; i < LAB_NODE_COUNT; i++)); do LAB_IP[control$i]=192.168.1.$((11 + i)); done
+}
+
+# The node count: KCP_LAB_NODES if set (lab:up grows or shrinks a running lab to it), else what the lab that
+# is up has (recorded by lab:up: lab/ssh.sh, the tests and lab:down follow a KCP_LAB_NODES=5 lab:up), else 3.
+if [[ -n ${KCP_LAB_NODES:-} ]]; then
+  lab_node_count_valid "$KCP_LAB_NODES" ||
+    lab_die "KCP_LAB_NODES=$KCP_LAB_NODES: expected a number of control nodes from 1 to $LAB_MAX_NODES (default $LAB_DEFAULT_NODES)"
+  lab_set_nodes "$KCP_LAB_NODES"
+else
+  _lab_n=$(lab_recorded_node_count)
+  lab_set_nodes "${_lab_n:-$LAB_DEFAULT_NODES}"
+  unset _lab_n
+fi

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # npm run lab:up — brings up the local lab that stands in for the seed's VMs:
 #   network namespace kcplab, bridge kcpbr0 with the runner at 192.168.1.1/24 (no route out)
-#   control0..2  systemd-nspawn containers (systemd, sshd) at 192.168.1.11-13
+#   control0..2  systemd-nspawn containers (systemd, sshd) at 192.168.1.11-13; KCP_LAB_NODES=N (1-9):
+#                control0..control{N-1} at 192.168.1.11..(10+N), all on one cached rootfs (an overlay each)
 #   gateway      QEMU/TCG VM (Debian cloud kernel with ip_vs, ipvsadm, ldirectord) at 192.168.1.10
 #   binary mirror http://192.168.1.1:8080 (lab/mirror/serve.sh)
-# and writes Pulumi.lab.yaml. Idempotent: on a running lab it only checks and repairs.
+# and writes Pulumi.lab.yaml. Idempotent: on a running lab it only checks and repairs, and grows or shrinks
+# the lab to KCP_LAB_NODES if that differs from the count the lab has (recorded in $LAB_RUN/nodes-count).
 #   the mirror holds the program's default versions and the patch releases the e2e upgrades to
 #   (LAB_UPGRADE_KUBE_VERSION, LAB_UPGRADE_ETCD_VERSION in lab/lib.sh)
-# Env: KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all), KCP_LAB_NO_KVM=1 (TCG),
+# Env: KCP_LAB_NODES (control nodes, 1-9; default: the count of the lab that is up, else 3),
+#      KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all), KCP_LAB_NO_KVM=1 (TCG),
 #      KCP_LAB_SKIP_MIRROR_BUILD=1 (serve the mirror as it is, without lab/mirror/build.sh).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -99,6 +102,60 @@ start_node() {
   echo "$!" >"$pidfile"
 }
 
+nspawn_gone() { ! lab_pid_alive "$1" systemd-nspawn; }
+
+# stop_node NAME: takes a control node the lab no longer has (it shrinks) down as lab:down would:
+# orderly poweroff, what is left in its cgroups, its ssh master, overlay, cgroups and runtime dir.
+stop_node() {
+  local n=$1 d=$LAB_RUN/nodes/$1 cgs=() c s
+  mapfile -t cgs < <(lab_cgroup_dirs "$n")
+  if lab_pid_alive "$d/nspawn.pid" systemd-nspawn; then
+    lab_log "$n: stopping (SIGTERM to systemd-nspawn $(<"$d/nspawn.pid"): orderly poweroff)"
+    kill -TERM "$(<"$d/nspawn.pid")" 2>/dev/null || true
+    lab_wait "$n's systemd-nspawn to exit" "$LAB_STOP_TIMEOUT" nspawn_gone "$d/nspawn.pid" ||
+      kill -KILL "$(<"$d/nspawn.pid")" 2>/dev/null || true
+  fi
+  lab_kill_cgroups "${cgs[@]}" || lab_die "$n: could not end its container"
+  for s in "$LAB_RUN/ssh/$n-"*; do
+    [[ -S $s ]] || continue
+    lab_in_ns ssh -o ControlPath="$s" -O exit "$n" >/dev/null 2>&1 || true
+    rm -f "$s"
+  done
+  if mountpoint -q "$d/root"; then umount "$d/root" 2>/dev/null || umount -l "$d/root"; fi
+  for c in "${cgs[@]}"; do
+    [[ ! -d $c ]] || find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ ! -d $c ]] || lab_log "WARNING: could not remove cgroup $c"
+  done
+  if [[ -f $LAB_RUN/cgroups ]]; then
+    grep -vE "/kcp-lab/$n\$" "$LAB_RUN/cgroups" >"$LAB_RUN/cgroups.tmp" || true
+    mv -f "$LAB_RUN/cgroups.tmp" "$LAB_RUN/cgroups"
+  fi
+  rm -rf "$d"
+  lab_log "$n: removed"
+}
+
+# sync_node_hosts: /etc/hosts of the running nodes lists every host of the lab (it grew or shrank).
+sync_node_hosts() {
+  local n f
+  for n in "${LAB_NODES[@]}"; do
+    f=$LAB_RUN/nodes/$n/root/etc/hosts
+    lab_hosts_file | cmp -s - "$f" && continue
+    lab_log "$n: rewriting /etc/hosts for ${LAB_HOSTS[*]}"
+    lab_hosts_file >"$f.kcp-lab"
+    mv -f "$f.kcp-lab" "$f"
+  done
+}
+
+# sync_gateway_hosts: the same on the gateway, whose image was built with the default nodes' /etc/hosts.
+sync_gateway_hosts() {
+  local have
+  have=$(lab_ssh gateway cat /etc/hosts) || lab_die "gateway: could not read /etc/hosts"
+  [[ $have == "$(lab_hosts_file)" ]] && return 0
+  lab_log "gateway: rewriting /etc/hosts for ${LAB_HOSTS[*]}"
+  lab_hosts_file | lab_ssh gateway 'sudo sh -c "cat >/etc/hosts.kcp-lab && mv -f /etc/hosts.kcp-lab /etc/hosts"' ||
+    lab_die "gateway: could not write /etc/hosts"
+}
+
 # kvm_works: /dev/kvm is there and a guest really runs on it: the gateway's kernel, booted without a disk,
 # prints its banner within 10 s (seen here: a nested /dev/kvm that runs no guest at all, silent at 100% CPU).
 kvm_works() {
@@ -183,7 +240,8 @@ gateway_ready() {
   ssh_ready gateway
 }
 
-# Pulumi.lab.yaml: only what the lab must override; keeps a present encryptionsalt line.
+# Pulumi.lab.yaml: only what the lab must override (the nodes too when their count is not the code's
+# default control0..2); keeps a present encryptionsalt line.
 write_stack_file() {
   local f=$repo/Pulumi.lab.yaml salt="" h c
   [[ -f $f ]] && salt=$(grep -E '^encryptionsalt:' "$f" || true)
@@ -195,6 +253,10 @@ write_stack_file() {
     printf '  control-plane:nic: enp0s1\n'
     printf '  control-plane:mirrorUrl: http://%s:%s\n' "$LAB_RUNNER_IP" "$LAB_MIRROR_PORT"
     printf '  control-plane:sshPrivateKeyPath: %s\n' "$LAB_KEY"
+    if ((LAB_NODE_COUNT != LAB_DEFAULT_NODES)); then
+      printf '  control-plane:nodes:\n'
+      for h in "${LAB_NODES[@]}"; do printf '    - name: %s\n      address: %s\n' "$h" "${LAB_IP[$h]}"; done
+    fi
     printf '  control-plane:hostKeys:\n'
     for h in "${LAB_HOSTS[@]}"; do
       printf '    %s: %s\n' "$h" "$(cut -d' ' -f1-2 "$LAB_HOSTKEYS/$h/ssh_host_ed25519_key.pub")"
@@ -228,8 +290,17 @@ main() {
     bash "$repo/lab/mirror/build-lab.sh"
   fi
   setup_network
-  local n gw_started=0 gw_t0
+  local n gw_started=0 gw_t0 was
+  was=$(lab_recorded_node_count)
+  if [[ -n $was && $was != "$LAB_NODE_COUNT" ]]; then
+    lab_log "the lab has $was control nodes: KCP_LAB_NODES=$LAB_NODE_COUNT resizes it to ${LAB_NODES[*]}"
+  fi
+  echo "$LAB_NODE_COUNT" >"$LAB_NODES_COUNT_FILE"
+  for n in $(lab_node_dirs); do
+    [[ -n ${LAB_IP[$n]:-} ]] || stop_node "$n"
+  done
   for n in "${LAB_NODES[@]}"; do start_node "$n"; done
+  sync_node_hosts
   if start_gateway; then gw_started=1; fi
   gw_t0=$(cat "$LAB_RUN/gateway/started" 2>/dev/null || date +%s)
   start_mirror
@@ -246,6 +317,7 @@ main() {
     lab_die "gateway did not come up (serial console: $LAB_RUN/gateway/console.log)"
   }
   ((gw_started == 0)) || lab_log "gateway: boot to SSH took $(($(date +%s) - gw_t0))s"
+  sync_gateway_hosts
   write_stack_file
   lab_log "lab is up in $((SECONDS - T0))s: ${LAB_HOSTS[*]} (ssh: lab/ssh.sh HOST CMD; runner: lab/exec.sh CMD)"
 }

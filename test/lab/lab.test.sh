@@ -12,6 +12,8 @@ on() { "$repo/lab/ssh.sh" "$@"; }
 check_eq "lab key $LAB_KEY has mode 0600" 600 stat -c %a "$LAB_KEY"
 stack=$repo/Pulumi.lab.yaml
 check "Pulumi.lab.yaml exists" test -f "$stack"
+# Every host's name and address, as /etc/hosts on every host and the runner must resolve them.
+want_hosts=$(for h in "${LAB_HOSTS[@]}"; do echo "${LAB_IP[$h]} $h"; done | xargs)
 
 for h in "${LAB_HOSTS[@]}"; do
   ip=${LAB_IP[$h]}
@@ -41,9 +43,8 @@ for h in "${LAB_HOSTS[@]}"; do
   esac
   check_eq "$h: resolves kubernetes to the VIP" "$LAB_VIP" on "$h" "getent hosts kubernetes | awk '{print \$1}'"
   check_eq "$h: resolves kubernetes.kubenet to the VIP" "$LAB_VIP" on "$h" "getent hosts kubernetes.kubenet | awk '{print \$1}'"
-  check_eq "$h: resolves gateway and control0..2" \
-    "${LAB_IP[gateway]} ${LAB_IP[control0]} ${LAB_IP[control1]} ${LAB_IP[control2]}" \
-    on "$h" "for n in gateway control0 control1 control2; do getent hosts \$n | awk '{print \$1}'; done | xargs"
+  check_eq "$h: resolves every lab host (${LAB_HOSTS[*]})" "$want_hosts" \
+    on "$h" "for n in ${LAB_HOSTS[*]}; do getent hosts \$n | awk '{print \$1\" \"\$2}'; done | xargs"
   check_not "$h: has no route out of the lab (ip route get 8.8.8.8 fails)" on "$h" ip route get 8.8.8.8
   check_eq "$h: has no default route" "" on "$h" ip route show default
 done
@@ -100,6 +101,8 @@ check "runner: has $LAB_RUNNER_IP/24 on $LAB_BRIDGE" sh -c \
   "ip -n $LAB_NS -4 -o addr show dev $LAB_BRIDGE | grep -qw 'inet $LAB_RUNNER_IP/24'"
 check_eq "runner: lab/exec.sh resolves kubernetes to the VIP" "$LAB_VIP" \
   "$repo/lab/exec.sh" sh -c "getent hosts kubernetes | awk '{print \$1}'"
+check_eq "runner: lab/exec.sh resolves every lab host (${LAB_HOSTS[*]})" "$want_hosts" \
+  "$repo/lab/exec.sh" sh -c "for n in ${LAB_HOSTS[*]}; do getent hosts \$n | awk '{print \$1\" \"\$2}'; done | xargs"
 # No traffic is ever sent to an outside address: the routing checks above are the proof.
 
 test_done
