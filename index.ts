@@ -100,9 +100,11 @@ export = async () => {
 
     // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
     // installed alongside etcd and the API servers; its gates wait until it serves from every API server. A
-    // node that leaves is drained and dropped first (the etcd departures above wait for that).
+    // node that leaves is drained first (the etcd departures above wait for that); one that joins is added to
+    // ldirectord.cf once its API server answers.
     const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
         config, nodes: controlNodes, gateway, pki, apiServers, leaving: membership.leaving,
+        joiningApiServers: apiServers.filter(api => membership.joining.some(j => j.name === api.node)).map(api => api.daemon.ready),
         apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
     }, { dependsOn: [preflight] });
 

@@ -93,12 +93,15 @@ export interface ApiServerArgs {
 
 export class ApiServer extends pulumi.ComponentResource {
     readonly daemon: Daemon;
+    /** The control node it runs on. */
+    readonly node: string;
     /** Passes once a restart for a change is over: healthy, and back in the load balancer. */
     readonly rolled: pulumi.Resource;
 
     constructor(name: string, args: ApiServerArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:ApiServer", name, {}, opts);
         const { config, host, pki } = args;
+        this.node = host.name;
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
             ({ what, path: k8s(path), mode: pkiFileMode(config, mode), content, ownedDirs: [KUBERNETES_DIR] });
         const readyz = `https://127.0.0.1:${config.apiPort}/readyz`;

@@ -250,7 +250,7 @@ export class EtcdMember extends pulumi.ComponentResource {
                 beforeChange: leaderHandoff(args.handOffTo),
                 // Joining a running cluster: added as a learner before it starts, promoted once caught up.
                 ...(joiner ? {
-                    beforeStart: memberAddLines(joiner),
+                    beforeStart: memberAddLines(joiner, config.healthTimeoutSeconds),
                     afterStart: {
                         what: `etcd on ${host.name} to join, catch up and be promoted, and all ${members} members healthy`,
                         setup: [...promotionProbe(joiner).setup, ...health.setup],

@@ -137,6 +137,12 @@ export interface IpvsLoadBalancerArgs {
     apiServers: pulumi.Resource[];
     /** Control nodes that leave (components/membership.ts): drained before ldirectord.cf drops them. */
     leaving?: Machine[];
+    /**
+     * The health gates of joining nodes' API servers: ldirectord.cf lists them only once they answer, since a
+     * reload adds a new real server at weight 1 until its first check (an API server not yet up would refuse
+     * requests meanwhile). On an empty stack there are none: nothing is served before the first install ends.
+     */
+    joiningApiServers?: pulumi.Resource[];
 }
 
 export class IpvsLoadBalancer extends pulumi.ComponentResource {
@@ -197,7 +203,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
             // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
             { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig,
-            childOptions(this, opts.dependsOn, ready, ...drain));
+            childOptions(this, opts.dependsOn, ready, ...drain, ...(args.joiningApiServers ?? [])));
         // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {

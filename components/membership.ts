@@ -153,22 +153,24 @@ export function etcdctlAt(members: Machine[]): string {
         `--cert=${dir}/kubernetes.pem --key=${dir}/kubernetes-key.pem`;
 }
 
-/** The lines (on the joining node, before its etcd first starts) that add it to the cluster as a learner, once. */
-export function memberAddLines(joiner: Joiner): string[] {
+/**
+ * The lines (on the joining node, before its etcd first starts) that add it to the cluster as a learner, once.
+ * etcd refuses an add until every member has been connected to the others for a while ("unhealthy cluster"),
+ * as just after another member joined: the add is retried, bounded.
+ */
+export function memberAddLines(joiner: Joiner, timeoutSeconds: number): string[] {
     const others = joiner.members.filter(m => m.name !== joiner.name);
     return [
         `peers_ctl() { ${etcdctlAt(others)} "$@"; }`,
+        // member list: ID, status, name, peer URLs, client URLs, is learner.
+        `listed() { peers_ctl member list 2>/dev/null | awk -F', ' -v peer=${shq(peerUrl(joiner))} '$4 == peer {found = 1} END {exit !found}'; }`,
+        `added() { listed || { peers_ctl member add ${shq(joiner.name)} --peer-urls=${shq(peerUrl(joiner))} --learner >/dev/null 2>&1 &&`,
+        `  echo "etcd member ${joiner.name} added to the cluster as a learner"; }; }`,
         `if [ -d /var/lib/etcd/member ]; then`,
         `  echo "etcd on $(hostname) holds data already: joined before"`,
         `else`,
-        // member list: ID, status, name, peer URLs, client URLs, is learner.
-        `  id=$(peers_ctl member list | awk -F', ' -v peer=${shq(peerUrl(joiner))} '$4 == peer {print $1}')`,
-        `  if [ -n "$id" ]; then`,
-        `    echo "etcd member ${joiner.name} was added before (id $id)"`,
-        `  else`,
-        `    peers_ctl member add ${shq(joiner.name)} --peer-urls=${shq(peerUrl(joiner))} --learner >/dev/null`,
-        `    echo "etcd member ${joiner.name} added to the cluster as a learner"`,
-        `  fi`,
+        ...waitUntil(`the cluster to take ${joiner.name} as a learner (etcdctl member add --learner)`, "added", timeoutSeconds,
+            "peers_ctl member list").map(line => `  ${line}`),
         `fi`,
     ];
 }
@@ -198,18 +200,19 @@ export function promotionProbe(joiner: Joiner): { setup: string[]; probe: string
 }
 
 /**
- * Where `pulumi` runs, over SSH: waits until the gateway's IPVS no longer lists the leaving nodes (the
- * load balancer drains and drops them first), then, on a kept member, removes each leaving member that is
+ * Where `pulumi` runs, over SSH: waits until the gateway's IPVS holds the leaving nodes at weight 0 or no
+ * longer lists them (the load balancer drains them first), then, on a kept member, removes each leaving member that is
  * still listed (a leader hands its leadership to that kept member first) and waits until the cluster is
  * healthy with the `remaining` members started.
  */
 export function departureScript(config: ClusterConfig, leaving: Machine[], via: Machine, gateway: Machine,
     remaining: number, ssh: Parameters<typeof localSshLines>[0]): string {
     const virtual = `${config.vip}:${config.apiPort}`;
+    // Drained (weight 0: the load balancer's drain step) or already dropped: no new request reaches them.
     const gatewayScript = script(
-        ...waitUntil(`the load balancer to drop ${leaving.map(n => n.name).join(", ")}`,
-            // grep -c reads all its input: grep -q could leave ipvsadm to a SIGPIPE.
-            `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" {print $2}' | grep -cxE ${shq(leaving.map(n => `${n.address.replace(/\./g, "\\.")}:[0-9]+`).join("|"))})" -eq 0 ]`,
+        `drained() { ipvsadm -Ln -t ${virtual} | awk -v reals=${shq(` ${leaving.map(n => `${n.address}:${config.apiPort}`).join(" ")} `)} \\`,
+        `  '$1 == "->" && index(reals, " " $2 " ") > 0 && $4 != 0 {busy = 1} END {exit busy}'; }`,
+        ...waitUntil(`the load balancer to drain ${leaving.map(n => n.name).join(", ")}`, "drained",
             config.healthTimeoutSeconds, "ipvsadm -Ln"));
     const all = [via, ...leaving];
     const memberScript = script(

@@ -59,7 +59,10 @@ traffic_start() {
       for n in "${LAB_NODES[@]}"; do
         lab_ssh "$n" systemctl is-active --quiet etcd 2>/dev/null || etcd_down=$((etcd_down + 1))
       done
-      lb_down=$(lab_ssh gateway sudo ipvsadm -Ln -t "$LAB_VIP:6443" 2>/dev/null | awk '$1 == "->" && $2 ~ /:6443$/ && $4 != 1' | wc -l)
+      # Only LAB_NODES' real servers count: a node that joins or leaves is out of the load balancer on purpose.
+      lb_down=$(lab_ssh gateway sudo ipvsadm -Ln -t "$LAB_VIP:6443" 2>/dev/null |
+        awk -v reals=" $(for n in "${LAB_NODES[@]}"; do printf '%s:6443 ' "${LAB_IP[$n]}"; done)" \
+          '$1 == "->" && index(reals, " " $2 " ") > 0 && $4 != 1' | wc -l)
       ((etcd_down > most_etcd)) && most_etcd=$etcd_down
       ((lb_down > most_lb)) && most_lb=$lb_down
       echo "$most_etcd $most_lb" >"$work/traffic-$name.down"

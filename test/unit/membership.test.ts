@@ -110,6 +110,14 @@ describe("membership changes under mocks", () => {
         assert.ok(dependsOn(grown, step("etcd-control0-service"), step("etcd-control4-service")));
         assert.ok(!dependsOn(grown, step("etcd-control3-service"), step("etcd-control0-service")));
         assert.throws(() => byName(grown, "etcd-departures-member-remove"));
+        // ldirectord.cf lists a new node only once its API server answers (a reload adds it at weight 1).
+        const config = byName(grown, "api-load-balancer-ldirectord-config");
+        for (const n of ["control3", "control4"]) {
+            assert.ok(dependsOn(grown, config, step(`kube-apiserver-${n}-healthy`)), `ldirectord.cf waits for ${n}'s API server`);
+        }
+        assert.ok(!dependsOn(grown, config, step("kube-apiserver-control0-healthy")), "not for a kept one's");
+        assert.ok(!dependsOn(first, byName(first, "api-load-balancer-ldirectord-config"), byName(first, "kube-apiserver-control0-healthy")),
+            "nor on an empty stack");
         // Every kept member restarts for the certificate's new SANs; its wait counts five members.
         assert.match(scriptOf(plain(step("etcd-control0-service"), "update")), /all 5 members healthy/);
     });
@@ -127,7 +135,7 @@ describe("membership changes under mocks", () => {
             }
         }
         const remove = scriptOf(plain(departures, "create"));
-        assert.match(remove, /the load balancer to drop control3, control4/);
+        assert.match(remove, /the load balancer to drain control3, control4/);
         assert.match(remove, /for entry in 'control3=https:\/\/192.168.1.14:2380' 'control4=https:\/\/192.168.1.15:2380'; do/);
         assert.ok(remove.indexOf("ipvsadm -Ln") < remove.indexOf("member remove"), "dropped by the load balancer first");
         assert.match(remove, /the 3 etcd members that stay to be started and healthy/);
