@@ -7,7 +7,7 @@ import { ControllerManager } from "./components/controllerManager";
 import { EtcdClusterHealth, EtcdMember, etcdMembersFingerprint } from "./components/etcd";
 import { IpvsLoadBalancer } from "./components/loadBalancer";
 import { apiServerUrl, clusterPki } from "./components/pki";
-import { EtcdDepartures, MembershipRecord, planMembership } from "./components/membership";
+import { DepartureWhich, EtcdDepartures, joinerOf, MembershipRecord, planMembership } from "./components/membership";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
 import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
@@ -64,11 +64,13 @@ export = async () => {
     const restore = restoreSpec(config);
     const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
 
-    // Nodes that leave: once the load balancer has dropped them, their etcd members leave the cluster, before
-    // any member joins or restarts; everything on them is then deleted, as destroy deletes it.
-    const departures = membership.leaving.length === 0 ? [] : [new EtcdDepartures("etcd-departures", {
-        config, ssh, leaving: membership.leaving, via: membership.kept[0], remaining: membership.kept.length,
-    }, { dependsOn: [preflight, backup] })];
+    // Nodes that leave: once the load balancer has drained them, their dead etcd members (all of them, when
+    // nodes join in the same up) leave the cluster before any member joins or restarts; the others leave once
+    // the API servers have rolled (below); everything on them is then deleted, as destroy deletes it.
+    const leave = (name: string, which: DepartureWhich, after: pulumi.Resource[]) => new EtcdDepartures(name,
+        { config, ssh, leaving: membership.leaving, via: membership.kept[0], which }, { dependsOn: [preflight, backup, ...after] });
+    const departures = membership.leaving.length === 0 ? []
+        : [leave("etcd-departures", membership.joining.length > 0 ? "all" : "unhealthy", [])];
 
     // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
     // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
@@ -78,14 +80,15 @@ export = async () => {
     // cluster is healthy with the one before it back: quorum is never lost. A leader hands its leadership to
     // the member before it first, so a roll changes leaders as seldom as it can. Nodes that join come first,
     // one at a time, each added as a learner and promoted once caught up; the kept members roll after them.
+    // A leader hands its leadership to the node before it in `nodes` (the member that restarted just before
+    // it, in a roll without joins): named the same in every run, so the step does not change with the order.
     const byName = new Map(controlNodes.map(host => [host.name, host]));
-    const members = oneAtATime(membership.order.map(n => byName.get(n.name)!), (host, previous: EtcdMember | undefined) => {
-        const joiner = membership.joining.find(j => j.name === host.name);
-        return new EtcdMember(`etcd-${host.name}`, {
-            config, host, pki, rollAfter: previous?.service, handOffTo: previous?.memberName, restore,
-            join: membership.joins[host.name], joiner, members: joiner?.members.length,
-        }, { dependsOn: [preflight, backup, ...departures, ...(restoreUpload ? [restoreUpload] : [])] });
-    });
+    const members = oneAtATime(membership.order.map(n => byName.get(n.name)!), (host, previous: EtcdMember | undefined) =>
+        new EtcdMember(`etcd-${host.name}`, {
+            config, host, pki, rollAfter: previous?.service, restore,
+            handOffTo: config.nodes[config.nodes.findIndex(n => n.name === host.name) - 1]?.name,
+            join: membership.joins[host.name], joiner: joinerOf(host, membership.joins[host.name]),
+        }, { dependsOn: [preflight, backup, ...departures, ...(restoreUpload ? [restoreUpload] : [])] }));
     const etcdMembers = controlNodes.map(host => members.find(m => m.memberName === host.name)!);
     const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
         { dependsOn: etcdMembers });
@@ -97,6 +100,11 @@ export = async () => {
     const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
         new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
             { dependsOn: [etcd] }));
+
+    // The healthy members of nodes that leave, once no API server uses them.
+    if (membership.leaving.length > 0 && membership.joining.length === 0) {
+        leave("etcd-departures-after-roll", "rest", [etcd, ...apiServers.map(api => api.rolled)]);
+    }
 
     // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
     // installed alongside etcd and the API servers; its gates wait until it serves from every API server. A

@@ -118,7 +118,8 @@ export const ETCD_CTL_FUNCTION = `etcd_ctl() { ${ETCDCTL} "$@"; }`;
 
 /**
  * The cluster is healthy: every endpoint answers a health check (a linearizable read through each member,
- * so a member that answers has caught up with the leader) and `count` members are started.
+ * so a member that answers has caught up with the leader) and at least `count` members are started (more while
+ * healthy members that leave are still in: they leave once the API servers have rolled, components/membership.ts).
  */
 export function clusterHealth(count: number): { setup: string[]; probe: string; diagnose: string } {
     return {
@@ -126,7 +127,7 @@ export function clusterHealth(count: number): { setup: string[]; probe: string; 
             ETCD_CTL_FUNCTION,
             `healthy() {`,
             `  etcd_ctl endpoint health --cluster >/dev/null 2>&1 &&`,
-            `    [ "$(etcd_ctl member list 2>/dev/null | grep -c ', started, ')" -eq ${count} ]`,
+            `    [ "$(etcd_ctl member list 2>/dev/null | grep -c ', started, ')" -ge ${count} ]`,
             `}`,
         ],
         probe: "healthy",
@@ -209,10 +210,8 @@ export interface EtcdMemberArgs {
     restore?: RestoreSpec;
     /** The unit's first-start flags (components/membership.ts); default: the seed's, a member of a new cluster. */
     join?: MemberJoin;
-    /** Set when the node joins a running cluster: its create adds it as a learner, starts it and promotes it. */
+    /** Set for a member that joins (or joined) a running cluster: its create adds it as a learner, starts it and promotes it. */
     joiner?: Joiner;
-    /** How many members the cluster has once this one is back (or has joined); default: one per node. */
-    members?: number;
 }
 
 export class EtcdMember extends pulumi.ComponentResource {
@@ -239,7 +238,8 @@ export class EtcdMember extends pulumi.ComponentResource {
                 childOptions(this, deps, ...(binary ? [binary] : [])))
             : dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...etcdOwner(config) },
                 childOptions(this, deps));
-        const members = args.members ?? config.nodes.length;
+        // A change restarts a member of the whole cluster; a join waits for the members it joins.
+        const members = config.nodes.length;
         const health = clusterHealth(members);
         const joiner = args.joiner;
         const daemon = installDaemon(this, name, {
@@ -252,9 +252,9 @@ export class EtcdMember extends pulumi.ComponentResource {
                 ...(joiner ? {
                     beforeStart: memberAddLines(joiner, config.healthTimeoutSeconds),
                     afterStart: {
-                        what: `etcd on ${host.name} to join, catch up and be promoted, and all ${members} members healthy`,
-                        setup: [...promotionProbe(joiner).setup, ...health.setup],
-                        probe: `{ ${promotionProbe(joiner).probe} && ${health.probe}; }`,
+                        what: `etcd on ${host.name} to join, catch up and be promoted, and all ${joiner.members.length} members healthy`,
+                        setup: [...promotionProbe(joiner).setup, ...clusterHealth(joiner.members.length).setup],
+                        probe: `{ ${promotionProbe(joiner).probe} && ${clusterHealth(joiner.members.length).probe}; }`,
                         timeoutSeconds: config.healthTimeoutSeconds,
                         diagnose: health.diagnose,
                     },

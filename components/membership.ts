@@ -6,11 +6,14 @@
 //
 // - kept nodes (in the record and in `nodes`) keep their recorded flags: etcd reads them only on a member's
 //   first start, so a membership change never rewrites, and never restarts, a member's unit for their sake;
-// - leaving nodes (in the record, not in `nodes`) leave first: the load balancer drains and drops them
-//   (components/loadBalancer.ts), then `EtcdDepartures` removes their members (`member remove`, a leader
-//   handing its leadership to a kept member first), before any member joins or restarts; what runs on them is
-//   then deleted at the end of the up, as `destroy` deletes it. A dead member is removed the same way (it is
-//   removed by the others: nothing reaches it), so a roll after it never counts a dead member in its quorum;
+// - leaving nodes (in the record, not in `nodes`) leave the load balancer first: it drains them (weight 0) and
+//   drops them (components/loadBalancer.ts). Their members leave the cluster (`EtcdDepartures`: `member
+//   remove` through a kept member, a leader handing its leadership over first) in two steps: before any member
+//   joins or restarts, the dead ones (a roll must never count a dead member in its quorum), or all of them when
+//   nodes join in the same up (a joining member's `--initial-cluster` must be the cluster as it is); the rest
+//   once every API server has rolled to the new `--etcd-servers` (a member removed while an API server still
+//   uses it fails the requests in flight to it). What runs on them is deleted at the end of the up, after
+//   that, as `destroy` deletes it. A dead member is removed by the others: nothing reaches it;
 // - joining nodes (in `nodes`, not in the record) join one at a time, before any kept member restarts:
 //   each is added as a learner (`member add --learner`), starts with `--initial-cluster-state existing`
 //   and the cluster as it is then, and is promoted once it has caught up (components/etcd.ts);
@@ -146,10 +149,27 @@ export function planMembership(config: ClusterConfig, previous?: MembershipRecor
     return { joins, joining, leaving, kept, order: [...joining, ...kept], record: record(joins) };
 }
 
-/** etcdctl with a member's certificate against the given members' client URLs. */
-export function etcdctlAt(members: Machine[]): string {
+/**
+ * A member that joined a running cluster (`--initial-cluster-state existing`), with the members it joined:
+ * its service's create adds it as a learner and promotes it. Read from its flags, so the step stays the same
+ * in every later run; undefined for a member of a new cluster.
+ */
+export function joinerOf(node: Machine, join: MemberJoin): Joiner | undefined {
+    if (join.state !== "existing") {
+        return undefined;
+    }
+    const members = join.initialCluster.split(",").map(entry => {
+        const at = entry.indexOf("=");
+        return { name: entry.slice(0, at), address: new URL(entry.slice(at + 1)).hostname };
+    });
+    return { ...node, members };
+}
+
+/** etcdctl with a member's certificate against the given members' client URLs (or an endpoints expression). */
+export function etcdctlAt(members: Machine[] | string): string {
     const dir = ETCD_CONFIG_DIR;
-    return `ETCDCTL_API=3 etcdctl --endpoints=${members.map(clientUrl).join(",")} --cacert=${dir}/ca.pem ` +
+    const endpoints = typeof members === "string" ? members : members.map(clientUrl).join(",");
+    return `ETCDCTL_API=3 etcdctl --endpoints=${endpoints} --cacert=${dir}/ca.pem ` +
         `--cert=${dir}/kubernetes.pem --key=${dir}/kubernetes-key.pem`;
 }
 
@@ -206,7 +226,7 @@ export function promotionProbe(joiner: Joiner): { setup: string[]; probe: string
  * healthy with the `remaining` members started.
  */
 export function departureScript(config: ClusterConfig, leaving: Machine[], via: Machine, gateway: Machine,
-    remaining: number, ssh: Parameters<typeof localSshLines>[0]): string {
+    which: DepartureWhich, ssh: Parameters<typeof localSshLines>[0]): string {
     const virtual = `${config.vip}:${config.apiPort}`;
     // Drained (weight 0: the load balancer's drain step) or already dropped: no new request reaches them.
     const gatewayScript = script(
@@ -220,10 +240,16 @@ export function departureScript(config: ClusterConfig, leaving: Machine[], via: 
         `all_ctl() { ${etcdctlAt(all)} "$@"; }`,
         `self=$(etcd_ctl endpoint status | awk -F', ' '{print $2}')`,
         `[ -n "$self" ] || { echo "etcd on $(hostname) does not answer: no member can be removed through it" >&2; exit 1; }`,
-        `for entry in ${leaving.map(n => shq(`${n.name}=${peerUrl(n)}`)).join(" ")}; do`,
-        `  name=\${entry%%=*}`,
-        `  id=$(etcd_ctl member list | awk -F', ' -v peer="\${entry#*=}" '$4 == peer {print $1}')`,
+        `for entry in ${leaving.map(n => shq(`${n.name} ${peerUrl(n)} ${clientUrl(n)}`)).join(" ")}; do`,
+        `  read -r name peer client <<<"$entry"`,
+        `  id=$(etcd_ctl member list | awk -F', ' -v peer="$peer" '$4 == peer {print $1}')`,
         `  if [ -z "$id" ]; then echo "etcd member $name has left already"; continue; fi`,
+        ...(which === "unhealthy" ? [
+            `  if ${etcdctlAt('"$client"')} endpoint health >/dev/null 2>&1; then`,
+            `    echo "etcd member $name is healthy: it leaves once the API servers no longer use it"`,
+            `    continue`,
+            `  fi`,
+        ] : []),
         // endpoint status: endpoint, ID, version, db size, is leader, ...
         `  if { all_ctl endpoint status 2>/dev/null || true; } | awk -F', ' -v id="$id" '$2 == id && $5 == "true" {found = 1} END {exit !found}'; then`,
         `    all_ctl move-leader "$self" >/dev/null && echo "etcd member $name handed its leadership to $(hostname)"`,
@@ -231,18 +257,26 @@ export function departureScript(config: ClusterConfig, leaving: Machine[], via: 
         `  etcd_ctl member remove "$id" >/dev/null`,
         `  echo "etcd member $name ($id) removed from the cluster"`,
         `done`,
-        ...waitUntil(`the ${remaining} etcd members that stay to be started and healthy`,
-            `{ etcd_ctl endpoint health --cluster >/dev/null 2>&1 && [ "$(etcd_ctl member list | grep -c ', started, ')" -eq ${remaining} ]; }`,
+        ...waitUntil(`the etcd members that stay to be started and healthy`,
+            `{ etcd_ctl endpoint health --cluster >/dev/null 2>&1 && ! etcd_ctl member list | grep -q ', unstarted, '; }`,
             config.healthTimeoutSeconds, "{ etcd_ctl member list; etcd_ctl endpoint health --cluster; }"),
     );
     const heredoc = (text: string, end: string) => [`<<'${end}'`, ...text.trimEnd().split("\n"), end];
     return script(
-        `# etcd members leaving: ${leaving.map(n => `${n.name} (${n.address})`).join(", ")}`,
+        `# etcd members leaving (${which}): ${leaving.map(n => `${n.name} (${n.address})`).join(", ")}`,
         ...localSshLines(ssh),
         `on ${shq(gateway.name)} ${shq(gateway.address)} 'sudo -n bash -s' ${heredoc(gatewayScript, "KTHW_GATEWAY_SCRIPT").join("\n")}`,
         `on ${shq(via.name)} ${shq(via.address)} 'sudo -n bash -s' ${heredoc(memberScript, "KTHW_MEMBER_SCRIPT").join("\n")}`,
     );
 }
+
+/**
+ * Which leaving members a departure step removes: "all" (before any member joins: a joining member's
+ * `--initial-cluster` counts none of them), "unhealthy" (before any member restarts: a roll must not count a dead
+ * member in its quorum; a healthy one stays until the API servers no longer use it, so that no request in flight
+ * to it fails), or "rest" (after the API servers have rolled).
+ */
+export type DepartureWhich = "all" | "unhealthy" | "rest";
 
 export interface EtcdDeparturesArgs {
     config: ClusterConfig;
@@ -251,8 +285,7 @@ export interface EtcdDeparturesArgs {
     leaving: Machine[];
     /** A kept member, through which the others are removed. */
     via: Machine;
-    /** How many members stay. */
-    remaining: number;
+    which: DepartureWhich;
 }
 
 /** The members of leaving nodes leave the cluster, once the load balancer has dropped them: see the top of this file. */
@@ -262,7 +295,7 @@ export class EtcdDepartures extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdDeparturesArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdDepartures", name, {}, opts);
         const { config, ssh } = args;
-        const text = departureScript(config, args.leaving, args.via, config.gateway, args.remaining, sshSettings(ssh));
+        const text = departureScript(config, args.leaving, args.via, config.gateway, args.which, sshSettings(ssh));
         this.step = sshLocalStep(`${name}-member-remove`, ssh, { create: `bash -c ${shq(text)}` },
             childOptions(this, opts.dependsOn));
         this.registerOutputs({});

@@ -176,9 +176,7 @@ rolled_up() {
   etcd_restarts=$(for n in "${LAB_NODES[@]}"; do join "$work/starts-before.$n" "$work/starts-after.$n"; done |
     awk '$1 == "etcd" && $2 != $4' | wc -l)
   others=$((TRAFFIC_FAILED - TRAFFIC_ETCD_RESTART))
-  # A member removed from the cluster stops like one that restarts (ROLL_MEMBERS_REMOVED, set by membership.sh).
-  etcd_restarts=$((etcd_restarts + ${ROLL_MEMBERS_REMOVED:-0}))
-  check "$what: $others of $TRAFFIC_SENT API requests through the VIP failed, besides $TRAFFIC_ETCD_RESTART passed on from etcd ($etcd_restarts member restarts or removals, $elections leader changes)" \
+  check "$what: $others of $TRAFFIC_SENT API requests through the VIP failed, besides $TRAFFIC_ETCD_RESTART passed on from etcd ($etcd_restarts member restarts, $elections leader changes)" \
     test "$others" -eq 0 -a "$TRAFFIC_SENT" -gt 0 -a "$TRAFFIC_ETCD_RESTART" -le $((etcd_restarts + elections))
   if [[ -s $work/traffic-$name.errors ]]; then
     head -n 10 "$work/traffic-$name.errors" >&2

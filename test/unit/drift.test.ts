@@ -5,19 +5,9 @@
 import { strict as assert } from "assert";
 import { describe, test } from "node:test";
 import type { HostFacts } from "../../components/remote/probe";
-import type { ProgramRun, Registration } from "./harness";
-import { byName, byType, devConfig, isSecret, LOCAL, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+import type { ProgramRun } from "./harness";
+import { byName, changed, devConfig, isSecret, plain, reveal, runProgram, scriptOf, steps } from "./program";
 
-const steps = (run: ProgramRun) => [...byType(run, REMOTE), ...byType(run, LOCAL)];
-/** Everything the engine compares for a step, less what the new run ignores (a keyless preview keeps the key from the state). */
-const inputsOf = (r: Registration, ignore: string[]) => JSON.stringify([r.inputs.create, r.inputs.update, r.inputs.delete,
-    ignore.includes("stdin") ? "ignored" : reveal(r.inputs.stdin), r.inputs.triggers]);
-/** Steps whose inputs differ between two runs: what a preview would show as changes. */
-function changed(before: ProgramRun, after: ProgramRun): string[] {
-    const was = new Map(steps(before).map(r => [r.name, r]));
-    return steps(after).filter(r => !was.has(r.name) || inputsOf(was.get(r.name)!, r.ignoreChanges) !== inputsOf(r, r.ignoreChanges))
-        .map(r => r.name).sort();
-}
 const markersOf = (run: ProgramRun) => run.outputs.driftMarkers as Record<string, string>;
 const copy = <T>(value: T): T => JSON.parse(JSON.stringify(value));
 const SHA_OF_ANOTHER_BINARY = "f".repeat(64);

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { DEFAULTS } from "../../components/config";
 import { planMembership } from "../../components/membership";
 import type { ProgramRun } from "./harness";
-import { byName, dependsOn, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+import { byName, changed, dependsOn, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
 
 const config = (count: number, extra: { name: string; address: string }[] = []) =>
     ({ ...DEFAULTS, nodes: [...nodes(count), ...extra] });
@@ -136,9 +136,17 @@ describe("membership changes under mocks", () => {
         }
         const remove = scriptOf(plain(departures, "create"));
         assert.match(remove, /the load balancer to drain control3, control4/);
-        assert.match(remove, /for entry in 'control3=https:\/\/192.168.1.14:2380' 'control4=https:\/\/192.168.1.15:2380'; do/);
+        assert.match(remove, /for entry in 'control3 https:\/\/192.168.1.14:2380 https:\/\/192.168.1.14:2379' 'control4 https:\/\/192.168.1.15:2380 https:\/\/192.168.1.15:2379'; do/);
         assert.ok(remove.indexOf("ipvsadm -Ln") < remove.indexOf("member remove"), "dropped by the load balancer first");
-        assert.match(remove, /the 3 etcd members that stay to be started and healthy/);
+        assert.match(remove, /the etcd members that stay to be started and healthy/);
+        // Before any etcd change only the dead ones leave; the healthy ones once every API server has rolled
+        // to the new --etcd-servers, and before anything on their nodes is deleted (deletes come last).
+        assert.match(remove, /is healthy: it leaves once the API servers no longer use it/);
+        const late = byName(shrunk, "etcd-departures-after-roll-member-remove");
+        assert.doesNotMatch(scriptOf(plain(late, "create")), /is healthy: it leaves once/);
+        for (const n of ["control0", "control1", "control2"]) {
+            assert.ok(dependsOn(shrunk, late, byName(shrunk, `kube-apiserver-${n}-in-load-balancer`)), `after ${n}'s API server rolled`);
+        }
         assert.doesNotMatch(remove, /MOCK-SSH-PRIVATE-KEY-MATERIAL/);
         const drain = byName(shrunk, "api-load-balancer-drain-leaving");
         assert.equal(drain.type, REMOTE);
@@ -148,6 +156,24 @@ describe("membership changes under mocks", () => {
         assert.equal(cf.split("\n").filter(l => l.includes("real=")).length, 3);
         // The kept members' units are the ones they started with.
         assert.equal(unit(shrunk, "control1"), unit(first, "control1"));
+    });
+
+    test("the run after each change changes nothing: the joined keep their join, the order does not show", () => {
+        const shrunk = runProgram(devConfig({ nodes: nodes(3) }), { probe: { lastOutputs: grown.outputs } });
+        const replacement = [...nodes(2), { name: "control3", address: "192.168.1.14" }];
+        const replaced = runProgram(devConfig({ nodes: replacement }), { probe: { lastOutputs: first.outputs } });
+        for (const [name, run, config] of [["grow", grown, nodes(5)], ["shrink", shrunk, nodes(3)], ["replace", replaced, replacement]] as const) {
+            assert.equal(run.error, undefined, run.error);
+            const after = runProgram(devConfig({ nodes: config }), { probe: { hosts: run.expectedFacts, lastOutputs: run.outputs } });
+            assert.deepEqual(changed(run, after), [], `after ${name}`);
+        }
+        // The replacement joined the two kept members, once every leaving member had left (none stays for later).
+        const early = scriptOf(plain(byName(replaced, "etcd-departures-member-remove"), "create"));
+        assert.match(early, /etcd members leaving \(all\): control2/);
+        assert.doesNotMatch(early, /is healthy: it leaves once/);
+        assert.throws(() => byName(replaced, "etcd-departures-after-roll-member-remove"));
+        assert.ok(dependsOn(replaced, byName(replaced, "etcd-control3-service"), byName(replaced, "etcd-departures-member-remove")));
+        assert.match(scriptOf(plain(byName(replaced, "etcd-control3-service"), "create")), /all 3 members healthy/);
     });
 
     test("refused before any resource: 3 to 1, naming the key", () => {
