@@ -65,15 +65,19 @@ stop_processes() {
   for n in $(lab_node_dirs); do
     f=$LAB_RUN/nodes/$n/nspawn.pid
     if lab_pid_alive "$f" systemd-nspawn; then
+      # Read first: the pidfile can go with the process.
+      p=$(<"$f")
       stop_pidfile "$f" systemd-nspawn TERM
-      pids+=("$(<"$f")")
+      pids+=("$p")
     fi
   done
   # The gateway VM's disk is a throwaway overlay: just stop QEMU.
   f=$LAB_RUN/gateway/qemu.pid
   if lab_pid_alive "$f" qemu-system-x86; then
+    # Read first: QEMU removes its pidfile as it exits.
+    p=$(<"$f")
     stop_pidfile "$f" qemu-system-x86 TERM
-    pids+=("$(<"$f")")
+    pids+=("$p")
   fi
   if ((${#pids[@]} > 0)); then
     lab_log "waiting for ${#pids[@]} lab processes to exit (up to ${LAB_STOP_TIMEOUT}s)"
