@@ -2,6 +2,7 @@
 // front of them, then the controller managers and schedulers, on the machines the stack config names.
 import * as pulumi from "@pulumi/pulumi";
 import { ApiServer } from "./components/apiServer";
+import { Machine } from "./components/config";
 import { EtcdBackup, EtcdRestoreUpload, restoreSpec } from "./components/backup";
 import { ControllerManager } from "./components/controllerManager";
 import { EtcdClusterHealth, EtcdMember, etcdMembersFingerprint } from "./components/etcd";
@@ -67,10 +68,9 @@ export = async () => {
     // Nodes that leave: once the load balancer has drained them, their dead etcd members (all of them, when
     // nodes join in the same up) leave the cluster before any member joins or restarts; the others leave once
     // the API servers have rolled (below); everything on them is then deleted, as destroy deletes it.
-    const leave = (name: string, which: DepartureWhich, after: pulumi.Resource[]) => new EtcdDepartures(name,
-        { config, ssh, leaving: membership.leaving, via: membership.kept[0], which }, { dependsOn: [preflight, backup, ...after] });
-    const departures = membership.leaving.length === 0 ? []
-        : [leave("etcd-departures", membership.joining.length > 0 ? "all" : "unhealthy", [])];
+    const leave = (name: string, which: DepartureWhich, leaving: Machine[], after: pulumi.Resource[]) => new EtcdDepartures(name,
+        { config, ssh, leaving, via: membership.kept[0] ?? config.nodes[0], which }, { dependsOn: [preflight, backup, ...after] });
+    const departures = leave("etcd-departures", membership.joining.length > 0 ? "all" : "unhealthy", membership.leaving, []);
 
     // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
     // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
@@ -88,7 +88,7 @@ export = async () => {
             config, host, pki, rollAfter: previous?.service, restore,
             handOffTo: config.nodes[config.nodes.findIndex(n => n.name === host.name) - 1]?.name,
             join: membership.joins[host.name], joiner: joinerOf(host, membership.joins[host.name]),
-        }, { dependsOn: [preflight, backup, ...departures, ...(restoreUpload ? [restoreUpload] : [])] }));
+        }, { dependsOn: [preflight, backup, departures, ...(restoreUpload ? [restoreUpload] : [])] }));
     const etcdMembers = controlNodes.map(host => members.find(m => m.memberName === host.name)!);
     const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
         { dependsOn: etcdMembers });
@@ -102,9 +102,8 @@ export = async () => {
             { dependsOn: [etcd] }));
 
     // The healthy members of nodes that leave, once no API server uses them.
-    if (membership.leaving.length > 0 && membership.joining.length === 0) {
-        leave("etcd-departures-after-roll", "rest", [etcd, ...apiServers.map(api => api.rolled)]);
-    }
+    leave("etcd-departures-after-roll", "rest", membership.joining.length > 0 ? [] : membership.leaving,
+        [etcd, ...apiServers.map(api => api.rolled)]);
 
     // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
     // installed alongside etcd and the API servers; its gates wait until it serves from every API server. A

@@ -239,7 +239,7 @@ export function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command
     return new command.local.Command(name, { ...scripts, stdin: ssh.privateKey, addPreviousOutputInEnv: false }, {
         ...opts,
         additionalSecretOutputs: ["stdin"],
-        ...(ssh.keyMissing ? { ignoreChanges: ["stdin"] } : {}),
+        ignoreChanges: [...(opts.ignoreChanges ?? []), ...(ssh.keyMissing ? ["stdin"] : [])],
     });
 }
 

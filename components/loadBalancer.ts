@@ -197,13 +197,16 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             afterRemove: ["rmdir --ignore-fail-on-non-empty /run/lock/subsys 2>/dev/null || [ ! -d /run/lock/subsys ]"],
         }, subsysTmpfile, gatewayStep);
         const ldirectordConfig = renderLdirectordConfig(config);
+        // Like the etcd departures, a step of every deployment that keeps its last script while no node leaves.
         const leaving = args.leaving ?? [];
-        const drain = leaving.length === 0 ? [] : [remoteStep(`${name}-drain-leaving`,
-            { host: gateway, scripts: { create: drainScript(config, leaving) } }, gatewayStep)];
+        const drain = [remoteStep(`${name}-drain-leaving`, {
+            host: gateway,
+            scripts: { create: leaving.length > 0 ? drainScript(config, leaving) : script(`echo 'no control node leaves'`) },
+        }, { ...gatewayStep, ignoreChanges: leaving.length > 0 ? [] : ["create", "update"] })];
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
             // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
             { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig,
-            childOptions(this, opts.dependsOn, ready, ...drain, ...(args.joiningApiServers ?? [])));
+                childOptions(this, opts.dependsOn, ready, ...drain, ...(args.joiningApiServers ?? [])));
         // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {

@@ -295,9 +295,13 @@ export class EtcdDepartures extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdDeparturesArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdDepartures", name, {}, opts);
         const { config, ssh } = args;
-        const text = departureScript(config, args.leaving, args.via, config.gateway, args.which, sshSettings(ssh));
+        // A step of every deployment, so that none leaves a change behind: while no member leaves, it keeps
+        // the script it last ran (ignoreChanges), and it runs again, as an update, when some member leaves.
+        const none = args.leaving.length === 0;
+        const text = none ? script(`echo ${shq(`no etcd member leaves (${args.which})`)}`)
+            : departureScript(config, args.leaving, args.via, config.gateway, args.which, sshSettings(ssh));
         this.step = sshLocalStep(`${name}-member-remove`, ssh, { create: `bash -c ${shq(text)}` },
-            childOptions(this, opts.dependsOn));
+            { ...childOptions(this, opts.dependsOn), ignoreChanges: none ? ["create"] : [] });
         this.registerOutputs({});
     }
 }

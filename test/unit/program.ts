@@ -111,8 +111,9 @@ export function dependsOn(run: ProgramRun, from: Registration, to: Registration)
 
 export const steps = (run: ProgramRun) => [...byType(run, REMOTE), ...byType(run, LOCAL)];
 /** Everything the engine compares for a step, less what the new run ignores (a keyless preview keeps the key from the state). */
-const inputsOf = (r: Registration, ignore: string[]) => JSON.stringify([r.inputs.create, r.inputs.update, r.inputs.delete,
-    ignore.includes("stdin") ? "ignored" : reveal(r.inputs.stdin), r.inputs.triggers]);
+const inputsOf = (r: Registration, ignore: string[]) => JSON.stringify(
+    [...["create", "update", "delete"].map(key => (ignore.includes(key) ? "ignored" : r.inputs[key])),
+        ignore.includes("stdin") ? "ignored" : reveal(r.inputs.stdin), r.inputs.triggers]);
 /** Steps whose inputs differ between two runs: what a preview would show as changes. */
 export function changed(before: ProgramRun, after: ProgramRun): string[] {
     const was = new Map(steps(before).map(r => [r.name, r]));
