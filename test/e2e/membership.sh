@@ -78,7 +78,7 @@ membership_test() {
   for n in "${spare[@]}"; do membership_left "$n"; done
   check "membership: the members left once the API servers had rolled, before anything on control3 and control4 was deleted" \
     membership_in_order "$work/up-shrink.log" 'kube-apiserver-control2-in-load-balancer +updated' \
-    'etcd-departures-after-roll-member-remove +created' '(etcd|kube-[a-z-]+)-control[34]-[a-z-]+ +delet'
+    'etcd-departures-after-roll-member-remove +(created|updated)' '(etcd|kube-[a-z-]+)-control[34]-[a-z-]+ +delet'
 
   # A dead node: control2 powered off, its real server at weight 0 before the loop starts.
   on control2 sudo systemctl poweroff || true
