@@ -76,6 +76,7 @@ membership_test() {
   rolled_up shrink "control3 and control4 leave (5 to 3)"
   membership_agrees "${LAB_NODES[@]}"
   for n in "${spare[@]}"; do membership_left "$n"; done
+  check "membership: an up after it changes nothing" run_pulumi preview --expect-no-changes
   check "membership: the members left once the API servers had rolled, before anything on control3 and control4 was deleted" \
     membership_in_order "$work/up-shrink.log" 'kube-apiserver-control2-in-load-balancer +updated' \
     'etcd-departures-after-roll-member-remove +(created|updated)' '(etcd|kube-[a-z-]+)-control[34]-[a-z-]+ +delet'
