@@ -63,7 +63,8 @@ export = async () => {
             config.nodes.map(n => `etcd-${n.name}-service`)),
     }, { dependsOn: [preflight] });
     const restore = restoreSpec(config);
-    const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore", { config, ssh, restore }, { dependsOn: [preflight, backup] });
+    const restoreUpload = restore && new EtcdRestoreUpload("etcd-restore",
+        { config, ssh, restore, done: !membership.newCluster }, { dependsOn: [preflight, backup] });
 
     // Nodes that leave: once the load balancer has drained them, their dead etcd members (all of them, when
     // nodes join in the same up) leave the cluster before any member joins or restarts; the others leave once
@@ -85,7 +86,8 @@ export = async () => {
     const byName = new Map(controlNodes.map(host => [host.name, host]));
     const members = oneAtATime(membership.order.map(n => byName.get(n.name)!), (host, previous: EtcdMember | undefined) =>
         new EtcdMember(`etcd-${host.name}`, {
-            config, host, pki, rollAfter: previous?.service, restore,
+            // A node that joins later starts empty and takes the cluster's data from the others.
+            config, host, pki, rollAfter: previous?.service, restore: membership.joins[host.name].state === "new" ? restore : undefined,
             handOffTo: config.nodes[config.nodes.findIndex(n => n.name === host.name) - 1]?.name,
             join: membership.joins[host.name], joiner: joinerOf(host, membership.joins[host.name]),
         }, { dependsOn: [preflight, backup, departures, ...(restoreUpload ? [restoreUpload] : [])] }));

@@ -247,6 +247,11 @@ export interface EtcdRestoreUploadArgs {
     config: ClusterConfig;
     ssh: SshAccess;
     restore: RestoreSpec;
+    /**
+     * The cluster exists already (restored by an earlier up, `restoreFrom` left set): the copy keeps what it did
+     * then, even when the nodes change, and copies nothing more.
+     */
+    done?: boolean;
 }
 
 /** Copies `restoreFrom` to every control node, for the members' data dir steps to restore. */
@@ -258,7 +263,8 @@ export class EtcdRestoreUpload extends pulumi.ComponentResource {
         const { config, ssh, restore } = args;
         const text = restoreUploadScript(config.nodes, sshSettings(ssh), path.resolve(expandHome(config.restoreFrom)),
             restore.sha256);
-        this.step = sshLocalStep(`${name}-upload`, ssh, { create: `bash -c ${shq(text)}` }, childOptions(this, opts.dependsOn));
+        this.step = sshLocalStep(`${name}-upload`, ssh, { create: `bash -c ${shq(text)}` },
+            { ...childOptions(this, opts.dependsOn), ignoreChanges: args.done ? ["create"] : [] });
         this.registerOutputs({});
     }
 }

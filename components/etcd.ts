@@ -75,10 +75,12 @@ export interface RestoreSpec {
 
 /**
  * The member's data dir: created empty, or with a restore, filled from the snapshot by `etcdutl snapshot
- * restore` under the member's own name and peer URL (into a temp dir, then moved into place). A restore
- * only fills an empty data dir: a member that holds data fails with what to do. Its delete removes both.
+ * restore` under the member's own name and peer URL, with the members it started with (into a temp dir, then
+ * moved into place). A restore only fills an empty data dir: a member that holds data fails with what to do.
+ * Its delete removes both.
  */
-export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore?: RestoreSpec): StepScripts {
+export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore?: RestoreSpec,
+    join: MemberJoin = bootstrapJoin(config)): StepScripts {
     const plain = directoryScripts({ path: ETCD_DATA_DIR, mode: "0700" });
     if (!restore) {
         return plain;
@@ -99,7 +101,7 @@ export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore
             `work=$(mktemp -d /var/lib/kthw-etcd-restore.XXXXXX)`,
             `trap 'rm -rf "$work"' EXIT`,
             `etcdutl snapshot restore ${RESTORE_SNAPSHOT} --name ${shq(node.name)} ` +
-                `--initial-cluster ${shq(initialCluster(config.nodes))} --initial-cluster-token ${shq(restore.token)} ` +
+                `--initial-cluster ${shq(join.initialCluster)} --initial-cluster-token ${shq(restore.token)} ` +
                 `--initial-advertise-peer-urls ${shq(peerUrl(node))} --data-dir "$work/etcd"`,
             `rmdir ${dir} 2>/dev/null || true`,
             `mv "$work/etcd" ${dir}`,
@@ -234,7 +236,7 @@ export class EtcdMember extends pulumi.ComponentResource {
         // Without a restore the seed's step exactly; a restore needs etcdutl, so it follows the binary step.
         const restore = args.restore;
         const dataDir = (binary?: pulumi.Resource) => restore
-            ? remoteStep(`${name}-data-dir`, { host, scripts: etcdDataDirScripts(config, host, restore) },
+            ? remoteStep(`${name}-data-dir`, { host, scripts: etcdDataDirScripts(config, host, restore, args.join) },
                 childOptions(this, deps, ...(binary ? [binary] : [])))
             : dataDirectory(`${name}-data-dir`, host, { path: ETCD_DATA_DIR, mode: "0700", ...etcdOwner(config) },
                 childOptions(this, deps));

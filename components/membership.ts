@@ -64,6 +64,8 @@ export interface MembershipPlan {
     order: Machine[];
     /** This deployment's record. */
     record: MembershipRecord;
+    /** No earlier deployment: every member starts a new cluster (and `restoreFrom`, if set, restores it). */
+    newCluster: boolean;
 }
 
 /** `--initial-cluster`: every member by name and peer URL. */
@@ -90,21 +92,21 @@ export function planMembership(config: ClusterConfig, previous?: MembershipRecor
     const bootstrap: MemberJoin = { initialCluster: initialCluster(config.nodes), state: "new" };
     const record = (joins: Record<string, MemberJoin>): MembershipRecord => Object.fromEntries(
         config.nodes.map(n => [n.name, { address: n.address, ...joins[n.name] }]));
-    const everyoneBootstraps = (): MembershipPlan => {
+    const everyoneBootstraps = (newCluster: boolean): MembershipPlan => {
         const joins = Object.fromEntries(config.nodes.map(n => [n.name, bootstrap]));
-        return { joins, joining: [], leaving: [], kept: [...config.nodes], order: [...config.nodes], record: record(joins) };
+        return { joins, joining: [], leaving: [], kept: [...config.nodes], order: [...config.nodes], record: record(joins), newCluster };
     };
     if (previous === undefined || Object.keys(previous).length === 0) {
         const legacy = membersFromMarkers(previousMarkers);
         if (legacy === undefined || legacy.length === 0) {
-            return everyoneBootstraps();
+            return everyoneBootstraps(true);
         }
         const names = config.nodes.map(n => n.name);
         if (legacy.length !== names.length || !legacy.every(n => names.includes(n))) {
             throw new pulumi.RunError(`${key}: this stack was deployed before the program recorded etcd's membership, ` +
                 `with members ${[...legacy].sort().join(", ")}; run \`pulumi up\` once with those nodes unchanged, then change them`);
         }
-        return everyoneBootstraps();
+        return everyoneBootstraps(false);
     }
 
     const errors: string[] = [];
@@ -146,7 +148,7 @@ export function planMembership(config: ClusterConfig, previous?: MembershipRecor
         joins[node.name] = { initialCluster: initialCluster(members), state: "existing" };
         joining.push({ ...node, members });
     }
-    return { joins, joining, leaving, kept, order: [...joining, ...kept], record: record(joins) };
+    return { joins, joining, leaving, kept, order: [...joining, ...kept], record: record(joins), newCluster: false };
 }
 
 /**

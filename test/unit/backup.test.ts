@@ -10,7 +10,7 @@ import * as path from "path";
 import { describe, test } from "node:test";
 import { memberSnapshotScript, restoreUploadScript, snapshotScript } from "../../components/backup";
 import type { ProgramRun } from "./harness";
-import { byName, dependsOn, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
+import { byName, changed, dependsOn, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
 
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-backup-"));
@@ -117,6 +117,20 @@ describe("restore on a new stack", () => {
         // The unit is the seed's: a restored data dir ignores the initial-cluster flags.
         assert.equal(reveal(byName(run, "etcd-control0-service").inputs.stdin),
             reveal(byName(runProgram(devConfig()), "etcd-control0-service").inputs.stdin));
+    });
+
+    test("restoreFrom left set, then nodes join: they start empty; the copy keeps what it did; nothing more changes", () => {
+        const config = { restoreFrom: snapshot, encryptionKey: key, nodes: nodes(5) };
+        const grown = runProgram(devConfig(config), { probe: { hosts: run.expectedFacts, lastOutputs: run.outputs } });
+        assert.equal(grown.error, undefined, grown.error);
+        assert.deepEqual(byName(grown, "etcd-restore-upload").ignoreChanges, ["create"]);
+        for (const name of ["control3", "control4"]) {
+            assert.doesNotMatch(scriptOf(plain(byName(grown, `etcd-${name}-data-dir`), "create")), /snapshot restore/);
+        }
+        assert.equal(plain(byName(grown, "etcd-control0-data-dir"), "create"), plain(byName(run, "etcd-control0-data-dir"), "create"));
+        const after = runProgram(devConfig(config), { probe: { hosts: grown.expectedFacts, lastOutputs: grown.outputs } });
+        assert.deepEqual(changed(grown, after), []);
+        assert.deepEqual(byName(run, "etcd-restore-upload").ignoreChanges, [], "a new stack copies it");
     });
 
     test("without restoreFrom: no copy, and the seed's data dir step", () => {
