@@ -164,7 +164,7 @@ export const DEFAULTS: ClusterConfig = {
     sshDialAttempts: 3,
     healthTimeoutSeconds: 180,
     lbHealthCheckPath: "/readyz",
-    apiServerShutdownDelaySeconds: 4,
+    apiServerShutdownDelaySeconds: 8,
     etcdExtraArgs: {},
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
