@@ -113,8 +113,14 @@ export function etcdDataDirScripts(config: ClusterConfig, node: Machine, restore
     };
 }
 
+/** etcdctl with a member's certificate against the given members' client URLs (or an endpoints expression). */
+export function etcdctlAt(members: Machine[] | string): string {
+    const endpoints = typeof members === "string" ? members : members.map(clientUrl).join(",");
+    return `ETCDCTL_API=3 etcdctl --endpoints=${endpoints} --cacert=${CA} --cert=${CERT} --key=${KEY}`;
+}
+
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
-export const ETCDCTL = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${CA} --cert=${CERT} --key=${KEY}`;
+export const ETCDCTL = etcdctlAt("https://127.0.0.1:2379");
 /** A shell function `etcd_ctl` that runs ETCDCTL with its arguments: the one line every etcd script starts with. */
 export const ETCD_CTL_FUNCTION = `etcd_ctl() { ${ETCDCTL} "$@"; }`;
 

@@ -25,7 +25,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { CONFIG_NAMESPACE, ClusterConfig, Machine } from "./config";
-import { clientUrl, ETCD_CONFIG_DIR, peerUrl } from "./etcd";
+import { clientUrl, etcdctlAt, peerUrl } from "./etcd";
 import { localSshLines, sshLocalStep } from "./backup";
 import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
@@ -167,12 +167,9 @@ export function joinerOf(node: Machine, join: MemberJoin): Joiner | undefined {
     return { ...node, members };
 }
 
-/** etcdctl with a member's certificate against the given members' client URLs (or an endpoints expression). */
-export function etcdctlAt(members: Machine[] | string): string {
-    const dir = ETCD_CONFIG_DIR;
-    const endpoints = typeof members === "string" ? members : members.map(clientUrl).join(",");
-    return `ETCDCTL_API=3 etcdctl --endpoints=${endpoints} --cacert=${dir}/ca.pem ` +
-        `--cert=${dir}/kubernetes.pem --key=${dir}/kubernetes-key.pem`;
+/** The shell function `peers_ctl`: etcdctl against the members a node joins, itself left out (its etcd is not up yet). */
+function peersCtlFunction(joiner: Joiner): string {
+    return `peers_ctl() { ${etcdctlAt(joiner.members.filter(m => m.name !== joiner.name))} "$@"; }`;
 }
 
 /**
@@ -181,9 +178,8 @@ export function etcdctlAt(members: Machine[] | string): string {
  * as just after another member joined: the add is retried, bounded.
  */
 export function memberAddLines(joiner: Joiner, timeoutSeconds: number): string[] {
-    const others = joiner.members.filter(m => m.name !== joiner.name);
     return [
-        `peers_ctl() { ${etcdctlAt(others)} "$@"; }`,
+        peersCtlFunction(joiner),
         // member list: ID, status, name, peer URLs, client URLs, is learner.
         `listed() { peers_ctl member list 2>/dev/null | awk -F', ' -v peer=${shq(peerUrl(joiner))} '$4 == peer {found = 1} END {exit !found}'; }`,
         `added() { listed || { peers_ctl member add ${shq(joiner.name)} --peer-urls=${shq(peerUrl(joiner))} --learner >/dev/null 2>&1 &&`,
@@ -202,10 +198,9 @@ export function memberAddLines(joiner: Joiner, timeoutSeconds: number): string[]
  * to promote a learner that lags), and then the cluster is healthy with all its members started.
  */
 export function promotionProbe(joiner: Joiner): { setup: string[]; probe: string } {
-    const others = joiner.members.filter(m => m.name !== joiner.name);
     return {
         setup: [
-            `peers_ctl() { ${etcdctlAt(others)} "$@"; }`,
+            peersCtlFunction(joiner),
             `promoted() {`,
             `  local row`,
             `  row=$(peers_ctl member list 2>/dev/null | awk -F', ' -v peer=${shq(peerUrl(joiner))} '$4 == peer')`,
@@ -224,8 +219,8 @@ export function promotionProbe(joiner: Joiner): { setup: string[]; probe: string
 /**
  * Where `pulumi` runs, over SSH: waits until the gateway's IPVS holds the leaving nodes at weight 0 or no
  * longer lists them (the load balancer drains them first), then, on a kept member, removes each leaving member that is
- * still listed (a leader hands its leadership to that kept member first) and waits until the cluster is
- * healthy with the `remaining` members started.
+ * still listed (a leader hands its leadership to that kept member first; with "unhealthy", only those whose
+ * own endpoint fails its health check) and waits until the members that stay are all started and healthy.
  */
 export function departureScript(config: ClusterConfig, leaving: Machine[], via: Machine, gateway: Machine,
     which: DepartureWhich, ssh: Parameters<typeof localSshLines>[0]): string {
