@@ -98,9 +98,10 @@ export = async () => {
     new EtcdBackup("etcd-backup-before-destroy", { config, ssh, when: "destroy" }, { dependsOn: [etcd, ...etcdMembers] });
 
     // Installing kube-apiserver, after etcd (the version skew policy's order). A change restarts one API
-    // server at a time, each once the load balancer holds the one before it again, so the VIP keeps answering.
+    // server at a time, each taken out of the load balancer first and back in before the next, so the VIP
+    // keeps answering.
     const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
-        new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, pki, rollAfter: previous?.rolled },
+        new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, ssh, pki, rollAfter: previous?.rolled },
             { dependsOn: [etcd] }));
 
     // The healthy members of nodes that leave, once no API server uses them.

@@ -1,17 +1,21 @@
 // kube-apiserver on one control node (seed: "Installing kube-apiserver"): binary, /var/lib/kubernetes
-// files, the unit with every flag from config, and a gate on https://127.0.0.1:6443/readyz; a restart for a
-// change waits until the load balancer holds it again before the next node's may start.
+// files, the unit with every flag from config, and a gate on https://127.0.0.1:6443/readyz. A restart for a
+// change is drained through the gateway: the API server leaves the load balancer first, comes back once it
+// answers, and only then may the next node's restart.
 import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
 import { kubernetesBinary } from "./artifacts";
 import { ClusterConfig, Machine, versionParts } from "./config";
 import { clientUrl } from "./etcd";
 import { PkiFiles } from "./pki";
 import { apiServerProfileFiles, pkiFileMode, profileFlags, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
-import { Daemon, installDaemon, unitDiagnosis } from "./remote/daemon";
-import { Host } from "./remote/host";
+import { realServerWeightLines } from "./loadBalancer";
+import { Daemon, DaemonSpec, installDaemon, restartFingerprint, unitDiagnosis } from "./remote/daemon";
+import { withDriftRepairs } from "./remote/drift";
+import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { changeGate } from "./remote/rolling";
+import { changeStep } from "./remote/rolling";
 
 /** Where the control plane's certificates, keys and configs live on a control node. */
 export const KUBERNETES_DIR = "/var/lib/kubernetes";
@@ -19,9 +23,10 @@ const k8s = (file: string) => `${KUBERNETES_DIR}/${file}`;
 export const AUDIT_LOG = "/var/log/audit.log";
 
 /**
- * How a stopping API server leaves the load balancer before it stops listening: /readyz fails at once, it
- * keeps serving for the delay (ldirectord's checks take it to weight 0 meanwhile), then closes its watches
- * within the same time rather than waiting 60 s for them to end by themselves.
+ * How a stopping API server that was not drained (stopped by hand, a reboot) leaves the load balancer before
+ * it stops listening: /readyz fails at once, it keeps serving for the delay (ldirectord's checks take it to
+ * weight 0 meanwhile), then closes its watches within the same time rather than waiting 60 s for them to end
+ * by themselves. A restart the program makes is drained through the gateway first and needs none of it.
  */
 export function shutdownFlags(config: ClusterConfig): [string, string][] {
     const seconds = config.apiServerShutdownDelaySeconds;
@@ -83,8 +88,10 @@ export interface ApiServerArgs {
     config: ClusterConfig;
     /** The control node this API server runs on. */
     host: Host;
-    /** The load balancer's host: a restart for a change is done once it holds this node at weight 1 again. */
+    /** The load balancer's host: it takes this node out before a restart and back in after it. */
     gateway: Host;
+    /** How the drain reaches the gateway, over SSH from where `pulumi` runs. */
+    ssh: SshAccess;
     /** CA, serving pair, service-account pair, encryption config. */
     pki: PkiFiles;
     /** The previous node's `rolled` step: a change restarts one API server at a time. */
@@ -97,6 +104,8 @@ export class ApiServer extends pulumi.ComponentResource {
     readonly node: string;
     /** Passes once a restart for a change is over: healthy, and back in the load balancer. */
     readonly rolled: pulumi.Resource;
+    /** Takes this node out of the load balancer before its restart for a change. */
+    readonly drained: command.local.Command;
 
     constructor(name: string, args: ApiServerArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:ApiServer", name, {}, opts);
@@ -105,7 +114,7 @@ export class ApiServer extends pulumi.ComponentResource {
         const file = (what: string, path: string, mode: string, content: pulumi.Input<string>) =>
             ({ what, path: k8s(path), mode: pkiFileMode(config, mode), content, ownedDirs: [KUBERNETES_DIR] });
         const readyz = `https://127.0.0.1:${config.apiPort}/readyz`;
-        this.daemon = installDaemon(this, name, {
+        const spec: DaemonSpec = {
             host,
             binary: kubernetesBinary(config, "kube-apiserver"),
             files: [
@@ -129,18 +138,21 @@ export class ApiServer extends pulumi.ComponentResource {
             },
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             rollAfter: args.rollAfter,
-        }, opts.dependsOn);
-        // ldirectord takes a restarted API server back after its next passing check: the next node waits
-        // for that. No virtual service yet (the load balancer is not installed): nothing to wait for.
-        const virtual = `${config.vip}:${config.apiPort}`;
-        const real = `${host.address}:${config.apiPort}`;
-        this.rolled = changeGate(`${name}-in-load-balancer`, args.gateway, {
-            what: `the load balancer to hold ${host.name}'s API server (${real}) at weight 1 again`,
-            probe: `{ ! ipvsadm -Ln -t ${virtual} >/dev/null 2>&1 || ` +
-                `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $2 == "${real}" {print $4}')" = 1 ]; }`,
-            timeoutSeconds: config.healthTimeoutSeconds,
-            diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
-        }, this.daemon.fingerprint, childOptions(this, opts.dependsOn, this.daemon.service));
+        };
+        // Every restart the service step makes (a change, or the repair of a hand edit) is drained: out of the
+        // load balancer first (after the previous node is back in), back in once it answers /readyz again. The
+        // step that brings it back follows each run of the one that took it out (its output), so a failed
+        // restart that is retried, or reverted, still ends with the node back in.
+        const restarts = withDriftRepairs(restartFingerprint(spec), [`${name}-service`]);
+        this.drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
+            what: `take ${host.name}'s API server out of the load balancer before it restarts`,
+            lines: [...realServerWeightLines(config, host, 0), `date +%s%N`],
+        }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : [])));
+        this.daemon = installDaemon(this, name, { ...spec, before: [this.drained] }, opts.dependsOn);
+        this.rolled = changeStep(`${name}-in-load-balancer`, args.ssh, args.gateway, {
+            what: `bring ${host.name}'s API server back into the load balancer once it answers`,
+            lines: realServerWeightLines(config, host, 1),
+        }, this.drained.stdout, childOptions(this, opts.dependsOn, this.daemon.service));
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }
 }

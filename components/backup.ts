@@ -22,41 +22,10 @@ import { ETCD_CTL_FUNCTION, ETCD_DATA_DIR, RESTORE_SNAPSHOT, RestoreSpec } from 
 import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq } from "./remote/shell";
-import { pinnedHostLines, SshSettings, sshOptionGroups, sshSettings } from "./remote/ssh";
+import { localSshLines, SshSettings, sshLocalStep, sshSettings } from "./remote/ssh";
 
 /** Exit status of the node script when the node holds no etcd data (a new cluster): nothing to back up. */
 const NO_DATA = 3;
-
-/**
- * Lines that read the SSH private key from stdin into a 0600 temp file, write the pinned host keys to a temp
- * known_hosts (by host name, through HostKeyAlias) and define `on NAME ADDRESS CMD`, which runs CMD there (its stdin is the caller's to give).
- * Both files are removed on exit.
- */
-export function localSshLines(ssh: SshSettings): string[] {
-    const pinned = pinnedHostLines(ssh);
-    const [first, ...rest] = sshOptionGroups(ssh,
-        { key: `"$secrets/key"`, knownHosts: `"$secrets/known_hosts"`, alias: `"$name"`, strict: `"$strict"` });
-    const last = rest.pop()!;
-    return [
-        `umask 077`,
-        `secrets=$(mktemp -d)`,
-        `trap 'rm -rf "$secrets"' EXIT`,
-        `cat > "$secrets/key"`,
-        `[ -s "$secrets/key" ] || { echo "no SSH private key on stdin" >&2; exit 1; }`,
-        ...(pinned.length > 0 ? [`printf '%s\\n' ${pinned.map(shq).join(" ")} > "$secrets/known_hosts"`]
-            : [`: > "$secrets/known_hosts"`]),
-        `command -v ssh >/dev/null || { echo "ssh (openssh-client) is required where pulumi runs to reach etcd" >&2; exit 1; }`,
-        `on() {`,
-        `  local name=$1 address=$2 strict=no`,
-        `  shift 2`,
-        `  if grep -q "^$name " "$secrets/known_hosts"; then strict=yes; fi`,
-        // The options of components/remote/ssh.ts, one group a line.
-        `  ssh ${first.join(" ")} \\`,
-        ...rest.map(group => `    ${group.join(" ")} \\`),
-        `    ${last.join(" ")} ${shq(ssh.user)}@"$address" "$@"`,
-        `}`,
-    ];
-}
 
 /** The heredoc delimiter of the member script inside the local one. */
 const MEMBER_SCRIPT_END = "KTHW_MEMBER_SCRIPT";
@@ -230,18 +199,6 @@ export class EtcdBackup extends pulumi.ComponentResource {
     }
 }
 
-/**
- * A step where `pulumi` runs whose scripts reach the hosts over SSH: the key goes on stdin (a secret in
- * state); a preview without the key keeps the recorded one, so the plan shows real changes only.
- */
-export function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete">,
-    opts: pulumi.CustomResourceOptions): command.local.Command {
-    return new command.local.Command(name, { ...scripts, stdin: ssh.privateKey, addPreviousOutputInEnv: false }, {
-        ...opts,
-        additionalSecretOutputs: ["stdin"],
-        ignoreChanges: [...(opts.ignoreChanges ?? []), ...(ssh.keyMissing ? ["stdin"] : [])],
-    });
-}
 
 export interface EtcdRestoreUploadArgs {
     config: ClusterConfig;

@@ -103,8 +103,9 @@ export interface ClusterConfig {
     lbHealthCheckPath: string;
     /**
      * Seconds a stopping API server keeps serving after /readyz fails (--shutdown-delay-duration), long enough
-     * for ldirectord's checks to take it out, and then lets its watches drain
-     * (--shutdown-watch-termination-grace-period) instead of holding its stop for 60 s; 0: the seed's flags.
+     * for ldirectord's checks to take it out when the program did not drain it first (stopped by hand, a
+     * reboot), and then lets its watches drain (--shutdown-watch-termination-grace-period) instead of holding
+     * its stop for 60 s; 0: the seed's flags. A restart the program makes is drained through the gateway.
      */
     apiServerShutdownDelaySeconds: number;
     /** Extra or overriding flags per component. */
@@ -164,7 +165,7 @@ export const DEFAULTS: ClusterConfig = {
     sshDialAttempts: 3,
     healthTimeoutSeconds: 180,
     lbHealthCheckPath: "/readyz",
-    apiServerShutdownDelaySeconds: 8,
+    apiServerShutdownDelaySeconds: 5,
     etcdExtraArgs: {},
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
@@ -206,7 +207,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     sshDialAttempts: "SSH dial attempts per step (the command provider's dialErrorLimit + 1, backing off 0.1 s x 1.5^n): a silent host fails in about sshDialAttempts x sshDialTimeoutSeconds.",
     healthTimeoutSeconds: "Seconds a health gate waits for a component before failing.",
     lbHealthCheckPath: "Path ldirectord checks on each API server (seed: /healthz); /readyz takes a stopping API server out before it stops listening.",
-    apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain; 0: the seed's flags.",
+    apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain, for a stop the program did not drain (by hand, a reboot); 0: the seed's flags.",
     etcdExtraArgs: "Extra or overriding etcd flags: flag name without -- mapped to its value.",
     apiServerExtraArgs: "Extra or overriding kube-apiserver flags: flag name without -- mapped to its value.",
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",

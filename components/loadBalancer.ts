@@ -100,6 +100,31 @@ export function renderLdirectordConfig(config: ClusterConfig): string {
     ].join("\n") + "\n";
 }
 
+/** A bash function: `listed REAL` prints the real server's line in IPVS's table of the VIP (nothing when either is missing). */
+function listedFunction(config: ClusterConfig): string {
+    return `listed() { { ipvsadm -Ln -t ${config.vip}:${config.apiPort} 2>/dev/null || true; } | awk -v real="$1" '$1 == "->" && $2 == real'; }`;
+}
+
+/**
+ * Takes one API server out of IPVS (weight 0: its connections go on, no new one reaches it) or brings it back
+ * (weight 1), where IPVS lists it; nothing to do where it does not (no load balancer yet). Behind ldirectord's
+ * back, which changes a weight only when a check's result changes: it takes the server to 0 if a check fails
+ * meanwhile, and back to 1 once one passes again.
+ */
+export function realServerWeightLines(config: ClusterConfig, node: Machine, weight: 0 | 1): string[] {
+    const real = `${node.address}:${config.apiPort}`;
+    const who = `${node.name}'s API server (${real})`;
+    return [
+        listedFunction(config),
+        `if [ -n "$(listed ${shq(real)})" ]; then`,
+        `  ipvsadm -e -t ${config.vip}:${config.apiPort} -r ${shq(real)} -g -w ${weight}`,
+        `  echo ${shq(`${who} ${weight === 0 ? "out of" : "back in"} the load balancer: weight ${weight}`)}`,
+        `else`,
+        `  echo ${shq(`${who} is not in the load balancer: nothing to do`)}`,
+        `fi`,
+    ];
+}
+
 /**
  * Drains leaving API servers before ldirectord.cf drops them: each still in IPVS gets weight 0 (no new
  * connection goes to it), then a bounded wait until its active connections are done. Reads nothing back.
@@ -109,7 +134,7 @@ export function drainScript(config: ClusterConfig, leaving: Machine[]): string {
     const reals = leaving.map(n => `${n.address}:${config.apiPort}`);
     return script(
         `# drain ${leaving.map(n => n.name).join(", ")} before ldirectord drops them`,
-        `listed() { ipvsadm -Ln -t ${virtual} | awk -v real="$1" '$1 == "->" && $2 == real'; }`,
+        listedFunction(config),
         `for real in ${reals.map(shq).join(" ")}; do`,
         `  if [ -n "$(listed "$real")" ]; then ipvsadm -e -t ${virtual} -r "$real" -g -w 0; echo "$real drained: weight 0"; fi`,
         `done`,

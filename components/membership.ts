@@ -26,11 +26,10 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { CONFIG_NAMESPACE, ClusterConfig, Machine } from "./config";
 import { clientUrl, etcdctlAt, peerUrl } from "./etcd";
-import { localSshLines, sshLocalStep } from "./backup";
 import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq, waitUntil } from "./remote/shell";
-import { sshSettings } from "./remote/ssh";
+import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings } from "./remote/ssh";
 
 /** How a member's etcd was (or will be) first started: its unit's `--initial-cluster` and `--initial-cluster-state`. */
 export interface MemberJoin {
@@ -258,12 +257,11 @@ export function departureScript(config: ClusterConfig, leaving: Machine[], via: 
             `{ etcd_ctl endpoint health --cluster >/dev/null 2>&1 && ! etcd_ctl member list | grep -q ', unstarted, '; }`,
             config.healthTimeoutSeconds, "{ etcd_ctl member list; etcd_ctl endpoint health --cluster; }"),
     );
-    const heredoc = (text: string, end: string) => [`<<'${end}'`, ...text.trimEnd().split("\n"), end];
     return script(
         `# etcd members leaving (${which}): ${leaving.map(n => `${n.name} (${n.address})`).join(", ")}`,
         ...localSshLines(ssh),
-        `on ${shq(gateway.name)} ${shq(gateway.address)} 'sudo -n bash -s' ${heredoc(gatewayScript, "KTHW_GATEWAY_SCRIPT").join("\n")}`,
-        `on ${shq(via.name)} ${shq(via.address)} 'sudo -n bash -s' ${heredoc(memberScript, "KTHW_MEMBER_SCRIPT").join("\n")}`,
+        onHostAsRoot(gateway, gatewayScript, "KTHW_GATEWAY_SCRIPT"),
+        onHostAsRoot(via, memberScript, "KTHW_MEMBER_SCRIPT"),
     );
 }
 

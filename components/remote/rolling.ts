@@ -7,34 +7,42 @@
 // and the component's own gates wait for all nodes together. A change reaches the nodes in the order of the
 // `nodes` list, each only once the one before it is back.
 //
-// Some conditions are seen from another host (the gateway sees an API server back in the load balancer):
-// `changeGate` is a step there that passes at once when created and, whenever what it watches changes,
-// waits until its probe passes.
+// Some actions of a change belong to another host: the gateway takes an API server out of the load balancer
+// before it restarts and back in once it answers. `changeStep` is such an action, run from where `pulumi`
+// runs over SSH: created, it does nothing and reaches no host (a first install waits for no session to the
+// gateway); whenever what it follows changes, it runs its script on the host.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { Host } from "./host";
-import { asRoot, script, shq } from "./shell";
-import { waitLines, WaitSpec } from "./steps";
+import { Machine } from "../config";
+import { Host, SshAccess } from "./host";
+import { script, shq } from "./shell";
+import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
-/** The scripts of a change gate: nothing to do on create, the bounded poll on update. Read-only, no delete. */
-export function changeGateScripts(spec: WaitSpec, fingerprint: string): { create: string; update: string } {
-    const header = `# waits whenever what it watches changes: ${fingerprint}`;
+/** What a change step does on its host, in words and as script lines (run as root). */
+export interface ChangeAction {
+    what: string;
+    lines: string[];
+}
+
+/** The local scripts of a change step: a no-op on create, the action on `host` over SSH on update. No delete. */
+export function changeStepScripts(host: Machine, action: ChangeAction, follows: string, ssh: SshSettings):
+    { create: string; update: string } {
+    const header = `# runs on ${host.name} whenever what it follows changes: ${follows}`;
     return {
-        create: script(header, `echo ${shq(`created: ${spec.what} is checked by the install's own gates`)}`),
-        update: script(header, ...waitLines(spec)),
+        create: script(header, `echo ${shq(`created: nothing to do on a first install (${action.what})`)}`),
+        update: script(header, ...localSshLines(ssh),
+            onHostAsRoot(host, script(`# ${action.what}`, ...action.lines), "KTHW_CHANGE_SCRIPT")),
     };
 }
 
-/** A step on `host` that waits for `spec` whenever `fingerprint` changes (and not when created). */
-export function changeGate(name: string, host: Host, spec: WaitSpec, fingerprint: pulumi.Input<string>,
-    opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const scripts = pulumi.output(fingerprint).apply(f => changeGateScripts(spec, f));
-    return new command.remote.Command(name, {
-        connection: host.connection,
-        create: scripts.apply(s => asRoot(s.create)),
-        update: scripts.apply(s => asRoot(s.update)),
-        addPreviousOutputInEnv: false,
-    }, pulumi.mergeOptions(host.stepOptions, opts));
+/** A step that runs `action` on `host` whenever `follows` changes (and not when created). */
+export function changeStep(name: string, ssh: SshAccess, host: Machine, action: ChangeAction,
+    follows: pulumi.Input<string>, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const scripts = pulumi.output(follows).apply(f => changeStepScripts(host, action, f, sshSettings(ssh)));
+    return sshLocalStep(name, ssh, {
+        create: scripts.apply(s => `bash -c ${shq(s.create)}`),
+        update: scripts.apply(s => `bash -c ${shq(s.update)}`),
+    }, opts);
 }
 
 /**

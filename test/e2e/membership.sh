@@ -78,7 +78,7 @@ membership_test() {
   for n in "${spare[@]}"; do membership_left "$n"; done
   check "membership: an up after it changes nothing" run_pulumi preview --expect-no-changes
   check "membership: the members left once the API servers had rolled, before anything on control3 and control4 was deleted" \
-    membership_in_order "$work/up-shrink.log" 'kube-apiserver-control2-in-load-balancer +updated' \
+    in_order "$work/up-shrink.log" 'kube-apiserver-control2-in-load-balancer +updated' \
     'etcd-departures-after-roll-member-remove +(created|updated)' '(etcd|kube-[a-z-]+)-control[34]-[a-z-]+ +delet'
 
   # A dead node: control2 powered off, its real server at weight 0 before the loop starts.
@@ -99,17 +99,6 @@ membership_test() {
   check "membership: a change that would lose quorum (3 to 1) is refused before anything changes" \
     membership_refused control0
   membership_set "${LAB_NODES[@]}"
-}
-
-# membership_in_order LOG PATTERN...: in a pulumi up's log, each PATTERN's first line comes after the one before's.
-membership_in_order() {
-  local log=$1 line last=0 pattern
-  shift
-  for pattern in "$@"; do
-    line=$(grep -nE "$pattern" "$log" | head -n 1 | cut -d: -f1)
-    [[ -n $line ]] && ((line > last)) || return 1
-    last=$line
-  done
 }
 
 # membership_refused NODE: an up with only NODE fails naming control-plane:nodes, and changes nothing.

@@ -208,6 +208,17 @@ finished_before() {
   first_b=$(grep -nE "$3 +updat" "$1" | head -n 1 | cut -d: -f1)
   [[ -n $last_a && -n $first_b ]] && ((last_a < first_b))
 }
+# in_order LOG PATTERN...: in a pulumi up's log, the first line matching each pattern comes after the first
+# line matching the one before it.
+in_order() {
+  local log=$1 line last=0 pattern
+  shift
+  for pattern in "$@"; do
+    line=$(grep -nE "$pattern" "$log" | head -n 1 | cut -d: -f1)
+    [[ -n $line ]] && ((line > last)) || return 1
+    last=$line
+  done
+}
 # version_on HOST BINARY: the version a binary on a host reports.
 version_on() { on "$1" "/usr/local/bin/$2 --version" | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1; }
 # mirror_sha VERSION-PATH: the sha256 the mirror holds for an artifact.
@@ -222,6 +233,13 @@ check "every member runs with --snapshot-count=20000" \
 run_pulumi config set --path 'apiServerExtraArgs.event-ttl' 2h
 rolled_up apiserver-flag "an API server flag"
 only_restarted kube-apiserver
+drain_order=()
+for n in "${LAB_NODES[@]}"; do
+  drain_order+=("kube-apiserver-$n-out-of-load-balancer +updated" "kube-apiserver-$n-service +updated" "kube-apiserver-$n-in-load-balancer +updated")
+done
+check "each API server left the load balancer before its restart and was back in before the next one left (${LAB_NODES[*]})" \
+  in_order "$work/up-apiserver-flag.log" "${drain_order[@]}"
+check "after the roll every real server is back at weight 1" all_at_weight_one
 for n in "${LAB_NODES[@]}"; do
   check "$n: kube-apiserver runs with --event-ttl=2h" on "$n" grep -q -- --event-ttl=2h /etc/systemd/system/kube-apiserver.service
 done

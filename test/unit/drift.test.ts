@@ -24,6 +24,8 @@ function handEdited(inSync: Record<string, HostFacts>): Record<string, HostFacts
 }
 const DRIFTED = ["kube-apiserver-control1-service", "api-load-balancer-control1-arp-sysctl", "kube-apiserver-control2-key",
     "kube-scheduler-control0-binary", "kube-scheduler-control2-service"].sort();
+/** Every step an up with those hand edits runs: the drifted ones, and the drain around the API server's restart. */
+const CHANGED = [...DRIFTED, "kube-apiserver-control1-out-of-load-balancer", "kube-apiserver-control1-in-load-balancer"].sort();
 
 describe("drift: a hand edit shows as an update of the steps concerned, and the run after the repair is clean", () => {
     // The lab's kind of stack: sha256 sums for the Kubernetes binaries.
@@ -90,7 +92,7 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
 
     test("hand edits: exactly the steps concerned change, by a marker in their create and update scripts", () => {
         assert.equal(drifted.error, undefined, drifted.error);
-        assert.deepEqual(changed(steady, drifted), DRIFTED);
+        assert.deepEqual(changed(steady, drifted), CHANGED);
         const markers = markersOf(drifted);
         assert.deepEqual(Object.keys(markers).filter(name => markers[name] !== "").sort(), DRIFTED);
         for (const name of DRIFTED) {
@@ -142,11 +144,11 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
     test("an up that failed before the repair: the next run still shows the updates", () => {
         // The outputs were saved (the markers of the failed run): a new marker, unlike the one in the state.
         const savedOutputs = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: drifted.outputs } });
-        assert.deepEqual(changed(steady, savedOutputs), DRIFTED, "against the state as before the failed up");
-        assert.deepEqual(changed(drifted, savedOutputs), DRIFTED, "and against a state where the steps' scripts were saved");
+        assert.deepEqual(changed(steady, savedOutputs), CHANGED, "against the state as before the failed up");
+        assert.deepEqual(changed(drifted, savedOutputs), CHANGED, "and against a state where the steps' scripts were saved");
         // The outputs were not saved: the same facts and the same previous markers give the same markers again.
         const unsaved = runProgram(config, { probe: { hosts: handEdited(inSync), lastOutputs: steady.outputs } });
-        assert.deepEqual(changed(steady, unsaved), DRIFTED);
+        assert.deepEqual(changed(steady, unsaved), CHANGED);
         assert.deepEqual(markersOf(unsaved), markersOf(drifted));
     });
 
@@ -169,6 +171,14 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         hosts.control1.units.etcd = { enabled: "enabled", active: "failed" };
         const run = runProgram(config, { probe: { hosts, lastOutputs: steady.outputs } });
         assert.deepEqual(changed(steady, run), ["etcd-backup-before-change-snapshot", "etcd-control1-service"]);
+    });
+
+    test("an API server's service repaired restarts it: out of the load balancer first, back in after", () => {
+        const hosts = copy(inSync);
+        hosts.control1.units["kube-apiserver"] = { enabled: "enabled", active: "failed" };
+        const run = runProgram(config, { probe: { hosts, lastOutputs: steady.outputs } });
+        assert.deepEqual(changed(steady, run), ["kube-apiserver-control1-in-load-balancer",
+            "kube-apiserver-control1-out-of-load-balancer", "kube-apiserver-control1-service"]);
     });
 
     test("a keyless preview compares nothing: the last markers, no probe, one line saying so", () => {

@@ -78,17 +78,26 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             assert.match(scriptOf(plain(service, "update")),
                 /systemctl restart 'kube-apiserver'[\s\S]*until \[ "\$\(curl -fsS --max-time 5 --cacert \/var\/lib\/kubernetes\/ca.pem https:\/\/127.0.0.1:6443\/readyz/,
                 "a change restarts, then waits for /readyz");
-            const inLb = byName(run, `kube-apiserver-${n}-in-load-balancer`);
-            assert.ok(dependsOn(run, inLb, service), "the load balancer check follows the restart");
-            assert.equal(reveal(inLb.inputs.connection) && (reveal(inLb.inputs.connection) as Record<string, unknown>).host, "192.168.1.10",
-                "and runs on the gateway");
-            assert.doesNotMatch(scriptOf(plain(inLb, "create")), /waiting up to/, "it passes at once on create");
-            assert.match(scriptOf(plain(inLb, "update")), new RegExp(`\\$2 == "192.168.1.${11 + i}:6443" \\{print \\$4\\}'\\)" = 1`),
-                "on a change it waits for weight 1");
+            const out = byName(run, `kube-apiserver-${n}-out-of-load-balancer`);
+            const back = byName(run, `kube-apiserver-${n}-in-load-balancer`);
+            const real = `'192.168.1.${11 + i}:6443'`;
+            assert.ok(dependsOn(run, service, out), "the restart follows the drain");
+            assert.ok(dependsOn(run, back, service), "back in the load balancer after the restart");
+            for (const [step, weight] of [[out, 0], [back, 1]] as const) {
+                assert.equal(step.type, LOCAL, `${step.name} runs where pulumi runs`);
+                const create = scriptOf(plain(step, "create"));
+                assert.doesNotMatch(create, /ipvsadm|\bssh\b/, `${step.name}: nothing to do on create, no session to the gateway`);
+                const update = scriptOf(plain(step, "update"));
+                assert.match(update, /^on 'gateway' '192.168.1.10' 'sudo -n bash -s' <<'KTHW_CHANGE_SCRIPT'$/m, `${step.name}: on a change, on the gateway`);
+                assert.match(update, new RegExp(`ipvsadm -e -t 192.168.1.21:6443 -r ${real} -g -w ${weight}\n`), `${step.name}: weight ${weight}`);
+                assert.equal(step.inputs.delete, undefined, `${step.name} leaves nothing behind`);
+            }
+            assert.match(scriptOf(plain(back, "update")), /whenever what it follows changes: ran [0-9a-f]{16}\n/,
+                "the way back in follows each run of the way out (its output)");
             if (i > 0) {
-                assert.ok(dependsOn(run, service, byName(run, `kube-apiserver-${names[i - 1]}-in-load-balancer`)),
-                    `${n}'s API server restarts once ${names[i - 1]}'s is back in the load balancer`);
-                assert.ok(dependsOn(run, byName(run, `kube-apiserver-${n}-binary`), byName(run, `kube-apiserver-${names[i - 1]}-in-load-balancer`)),
+                const before = byName(run, `kube-apiserver-${names[i - 1]}-in-load-balancer`);
+                assert.ok(dependsOn(run, out, before), `${n}'s API server leaves once ${names[i - 1]}'s is back in the load balancer`);
+                assert.ok(dependsOn(run, byName(run, `kube-apiserver-${n}-binary`), before),
                     "binaries and files are installed in turn too");
             }
         });
@@ -212,8 +221,9 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             }
         }
         // Per node: etcd key, API server CA key, serving key, service-account key, encryption config,
-        // two kubeconfigs; where pulumi runs, the SSH key of the two etcd snapshot steps and the two departure steps.
-        assert.equal(keysOnStdin, 3 * 7 + 4);
+        // two kubeconfigs, and the SSH key of the API server's two steps on the gateway (out of the load balancer
+        // and back in); where pulumi runs, the SSH key of the two etcd snapshot steps and the two departure steps.
+        assert.equal(keysOnStdin, 3 * 9 + 4);
         assert.ok(isSecret(run.outputs.adminKubeconfig), "the admin kubeconfig output is secret");
         assert.ok(!isSecret(run.outputs.caCert), "the CA certificate is public");
     });
@@ -347,8 +357,8 @@ describe("which steps each kind of change touches", () => {
     const cases: [string, Record<string, unknown>, string[]][] = [
         ["an etcd flag: a snapshot, the members, then the cluster gate", { etcdExtraArgs: { "heartbeat-interval": "200" } },
             ["etcd-backup-before-change-snapshot", ...daemonSteps("etcd"), "etcd-cluster-gate"]],
-        ["an API server flag: the API servers and what waits for them", { apiServerExtraArgs: { "event-ttl": "2h" } },
-            [...daemonSteps("kube-apiserver", "healthy", "in-load-balancer"), ...loadBalancerGates]],
+        ["an API server flag: each API server out of the load balancer, restarted, back in, and what waits for them", { apiServerExtraArgs: { "event-ttl": "2h" } },
+            [...daemonSteps("kube-apiserver", "healthy", "out-of-load-balancer", "in-load-balancer"), ...loadBalancerGates]],
         ["a controller manager flag: the controller managers only", { controllerManagerExtraArgs: { v: "3" } },
             daemonSteps("kube-controller-manager", "healthy")],
         ["etcd's version: the preflight checks, a snapshot, the members' binaries and restarts", { etcdVersion: "3.5.35" },

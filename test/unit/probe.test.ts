@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
-import { localSshLines } from "../../components/backup";
+import { localSshLines } from "../../components/remote/ssh";
 import { DEFAULTS } from "../../components/config";
 import { Expectation, factsInSync, isInSync, nextMarker, observedLine, probeQueryOf, withDriftMarker } from "../../components/remote/drift";
 import {

@@ -1,0 +1,117 @@
+// The drain around an API server's restart (components/apiServer.ts, components/loadBalancer.ts), run for real
+// in bash: the change step's local script reaches the gateway through a fake `ssh` (which runs the remote
+// command here, as `sudo` does) and sets the weight with a fake `ipvsadm` that keeps IPVS's table in a file.
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { describe, test } from "node:test";
+import { DEFAULTS } from "../../components/config";
+import { realServerWeightLines } from "../../components/loadBalancer";
+import { changeStepScripts } from "../../components/remote/rolling";
+
+const control0 = { name: "control0", address: "192.168.1.11" };
+const gateway = { name: "gateway", address: "192.168.1.10" };
+const VIRTUAL = "192.168.1.21:6443";
+
+// `ipvsadm -Ln -t VIRTUAL` prints $FAKE/table (fails without it: no virtual service); `ipvsadm -e ... -r REAL
+// ... -w W` rewrites REAL's weight there and logs the call.
+const fakeIpvsadm = [
+    "#!/usr/bin/env bash",
+    "set -euo pipefail",
+    "case $1 in",
+    "  -Ln) [ -e \"$FAKE/table\" ] || { echo 'Memory allocation problem' >&2; exit 1; }",
+    "       echo 'IP Virtual Server version 1.2.1 (size=4096)'; echo 'Prot LocalAddress:Port Scheduler Flags'",
+    "       echo '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn'",
+    `       echo 'TCP  ${VIRTUAL} wrr'; cat "$FAKE/table" ;;`,
+    "  -e) echo \"$*\" >>\"$FAKE/calls\"",
+    "      real=$5 weight=$8",
+    "      awk -v real=\"$real\" -v w=\"$weight\" '$2 == real {$4 = w} {print}' \"$FAKE/table\" >\"$FAKE/table.new\"",
+    "      mv \"$FAKE/table.new\" \"$FAKE/table\" ;;",
+    "  *) exit 2 ;;",
+    "esac",
+].join("\n") + "\n";
+// ssh: logs its arguments, checks the key file it was given, and runs the remote command here.
+const fakeSsh = [
+    "#!/usr/bin/env bash",
+    "set -euo pipefail",
+    "printf '%s\\n' \"$*\" >>\"$FAKE/ssh\"",
+    "args=(\"$@\")",
+    "for i in \"${!args[@]}\"; do if [ \"${args[$i]}\" = -i ]; then key=${args[$((i + 1))]}; fi; done",
+    "grep -q FAKE-KEY \"$key\"",
+    "eval \"${args[-1]}\"",
+].join("\n") + "\n";
+const fakeSudo = "#!/usr/bin/env bash\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n";
+
+function run(text: string, table: string | undefined, stdin = ""): { status: number | null; out: string; calls: string[]; table?: string; ssh: string[] } {
+    const fake = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-drain-"));
+    try {
+        fs.mkdirSync(path.join(fake, "bin"));
+        for (const [name, body] of [["ipvsadm", fakeIpvsadm], ["ssh", fakeSsh], ["sudo", fakeSudo]]) {
+            fs.writeFileSync(path.join(fake, "bin", name), body, { mode: 0o755 });
+        }
+        if (table !== undefined) {
+            fs.writeFileSync(path.join(fake, "table"), table);
+        }
+        const result = spawnSync("bash", ["-c", text], {
+            input: stdin, encoding: "utf8",
+            env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` },
+        });
+        const read = (file: string) => fs.existsSync(path.join(fake, file)) ? fs.readFileSync(path.join(fake, file), "utf8") : undefined;
+        return {
+            status: result.status, out: result.stdout + result.stderr,
+            calls: read("calls")?.trim().split("\n") ?? [], table: read("table"), ssh: read("ssh")?.trim().split("\n") ?? [],
+        };
+    } finally {
+        fs.rmSync(fake, { recursive: true, force: true });
+    }
+}
+
+const line = (address: string, weight: number) => `  -> ${address}:6443            Route   ${weight}      3          0\n`;
+const TABLE = line("192.168.1.11", 1) + line("192.168.1.12", 1) + line("192.168.1.13", 1);
+const weights = (table = "") => table.trim().split("\n").map(l => l.trim().split(/\s+/)[3]);
+const lines = (weight: 0 | 1) => ["set -euo pipefail", ...realServerWeightLines(DEFAULTS, control0, weight)].join("\n");
+
+describe("an API server out of the load balancer and back, against a fake ipvsadm", () => {
+    test("out: only its real server goes to weight 0, the others keep theirs", () => {
+        const r = run(lines(0), TABLE);
+        assert.equal(r.status, 0, r.out);
+        assert.deepEqual(r.calls, [`-e -t ${VIRTUAL} -r 192.168.1.11:6443 -g -w 0`]);
+        assert.deepEqual(weights(r.table), ["0", "1", "1"]);
+        assert.match(r.out, /control0's API server \(192.168.1.11:6443\) out of the load balancer: weight 0/);
+    });
+
+    test("back: weight 1 again", () => {
+        const r = run(lines(1), line("192.168.1.11", 0) + line("192.168.1.12", 1));
+        assert.equal(r.status, 0, r.out);
+        assert.deepEqual(weights(r.table), ["1", "1"]);
+    });
+
+    test("not listed, or no virtual service yet: nothing to do, and no failure", () => {
+        for (const table of [line("192.168.1.12", 1), undefined]) {
+            const r = run(lines(0), table);
+            assert.equal(r.status, 0, r.out);
+            assert.deepEqual(r.calls, []);
+            assert.match(r.out, /control0's API server \(192.168.1.11:6443\) is not in the load balancer: nothing to do/);
+        }
+    });
+
+    test("the change step's local script: a no-op when created; on a change, the weight set on the gateway over ssh", () => {
+        const ssh = { user: "ubuntu", port: 22, hostKeys: {}, dialTimeoutSeconds: 10, dialAttempts: 3 };
+        const scripts = changeStepScripts(gateway, { what: "take control0 out", lines: realServerWeightLines(DEFAULTS, control0, 0) },
+            "fingerprint-1", ssh);
+        const created = run(scripts.create, TABLE, "FAKE-KEY\n");
+        assert.equal(created.status, 0, created.out);
+        assert.deepEqual([created.ssh, created.calls], [[], []], "created: no session, no change");
+        const changed = run(scripts.update, TABLE, "FAKE-KEY\n");
+        assert.equal(changed.status, 0, changed.out);
+        assert.equal(changed.ssh.length, 1, changed.out);
+        assert.match(changed.ssh[0], /HostKeyAlias=gateway .*ubuntu@192.168.1.10 sudo -n bash -s$/);
+        assert.deepEqual(weights(changed.table), ["0", "1", "1"]);
+        const keyless = run(scripts.update, TABLE, "");
+        assert.notEqual(keyless.status, 0);
+        assert.match(keyless.out, /no SSH private key on stdin/);
+        assert.deepEqual(keyless.calls, [], "without a key nothing changes");
+    });
+});
