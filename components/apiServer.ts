@@ -13,6 +13,7 @@ import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { realServerWeightLines } from "./loadBalancer";
 import { Daemon, DaemonSpec, installDaemon, restartFingerprint, unitDiagnosis } from "./remote/daemon";
 import { withDriftRepairs } from "./remote/drift";
+import { fingerprint } from "./remote/fingerprint";
 import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { changeStep } from "./remote/rolling";
@@ -152,7 +153,7 @@ export class ApiServer extends pulumi.ComponentResource {
         this.rolled = changeStep(`${name}-in-load-balancer`, args.ssh, args.gateway, {
             what: `bring ${host.name}'s API server back into the load balancer once it answers`,
             lines: realServerWeightLines(config, host, 1),
-        }, this.drained.stdout, childOptions(this, opts.dependsOn, this.daemon.service));
+        }, fingerprint([this.drained.stdout]), childOptions(this, opts.dependsOn, this.daemon.service));
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }
 }

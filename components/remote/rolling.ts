@@ -27,6 +27,9 @@ export interface ChangeAction {
 /** The local scripts of a change step: a no-op on create, the action on `host` over SSH on update. No delete. */
 export function changeStepScripts(host: Machine, action: ChangeAction, follows: string, ssh: SshSettings):
     { create: string; update: string } {
+    if (/[\r\n]/.test(follows)) {
+        throw new Error(`change step on ${host.name}: what it follows must be one line (a fingerprint), not ${JSON.stringify(follows.slice(0, 80))}`);
+    }
     const header = `# runs on ${host.name} whenever what it follows changes: ${follows}`;
     return {
         create: script(header, `echo ${shq(`created: nothing to do on a first install (${action.what})`)}`),

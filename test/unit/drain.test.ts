@@ -113,5 +113,7 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
         assert.notEqual(keyless.status, 0);
         assert.match(keyless.out, /no SSH private key on stdin/);
         assert.deepEqual(keyless.calls, [], "without a key nothing changes");
+        assert.throws(() => changeStepScripts(gateway, { what: "x", lines: [] }, "printed\nlines", ssh), /must be one line \(a fingerprint\)/,
+            "what it follows goes in a comment line: a line break would run the rest");
     });
 });
