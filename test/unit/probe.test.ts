@@ -59,6 +59,29 @@ describe("the probe script", () => {
         assert.notEqual(facts.units["kthw-no-such-unit"].enabled, "enabled");
     });
 
+    test("hashes with openssl where there is one, else with sha256sum: the same sums", () => {
+        const dir = scratch();
+        const file = path.join(dir, "kube-apiserver");
+        fs.writeFileSync(file, crypto.randomBytes(3 * 1024 * 1024));
+        const text = probeScript(query({ files: [file] }));
+        // A PATH with every tool the script needs but openssl.
+        const bin = path.join(dir, "bin");
+        fs.mkdirSync(bin);
+        for (const tool of ["sha256sum", "stat", "cat", "sed", "head"]) {
+            const found = spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+            fs.symlinkSync(found, path.join(bin, tool));
+        }
+        const hasOpenssl = spawnSync("bash", ["-c", "command -v openssl"]).status === 0;
+        assert.ok(hasOpenssl, "openssl is installed here (the Debian package), so both paths run");
+        const sums = [process.env.PATH!, bin].map(PATH => {
+            const run = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH } });
+            assert.equal(run.status, 0, run.stderr);
+            return parseProbeOutput(run.stdout).files[file].sha256;
+        });
+        const expected = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+        assert.deepEqual(sums, [expected, expected]);
+    });
+
     test("is read-only and shellcheck-clean; what to observe is data in a quoted heredoc, never expanded", () => {
         const dir = scratch();
         const text = probeScript(query({ files: [`${dir}/$(touch ${dir}/pwned)`, "/etc/`id`"], units: ["etcd"] }));
