@@ -31,6 +31,9 @@ const lastOutput = <T>(name: string) => lastDeployment.getOutputDetails(name).th
 
 export = async () => {
     const previousMarkers = await lastOutput<Record<string, string>>("driftMarkers");
+    // A stack deployed before the API servers' drain existed gets its gateway steps beside a running load
+    // balancer: they act when created, this once (components/apiServer.ts).
+    const drainOnCreate = (await lastOutput<string>("apiUrl")) !== undefined && (await lastOutput<string>("apiServerDrain")) === undefined;
     // Membership: who joins, who leaves, in what order; a change that could lose quorum is refused here,
     // before any resource.
     const membership = planMembership(config, await lastOutput<MembershipRecord>("etcdMembership"), previousMarkers);
@@ -101,7 +104,7 @@ export = async () => {
     // server at a time, each taken out of the load balancer first and back in before the next, so the VIP
     // keeps answering.
     const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
-        new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, ssh, pki, rollAfter: previous?.rolled },
+        new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, ssh, pki, rollAfter: previous?.rolled, drainOnCreate },
             { dependsOn: [etcd] }));
 
     // The healthy members of nodes that leave, once no API server uses them.
@@ -138,6 +141,8 @@ export = async () => {
         // Who the etcd members are and how each first started: the next run plans membership changes from it.
         etcdMembership: membership.record,
         apiUrl: apiServerUrl(config),
+        // Every API server restart is drained through the gateway (its steps exist): read back by the next run.
+        apiServerDrain: "gateway",
         vipUrl: loadBalancer.url,
         etcdEndpoints: etcdMembers.map(member => member.clientUrl),
         caCert: pki.caCert,

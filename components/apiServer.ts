@@ -97,6 +97,11 @@ export interface ApiServerArgs {
     pki: PkiFiles;
     /** The previous node's `rolled` step: a change restarts one API server at a time. */
     rollAfter?: pulumi.Resource;
+    /**
+     * The drain's gateway steps act when created (default: they do nothing then, on a first install): a stack
+     * deployed before they existed gets them beside a running load balancer, maybe with a change in the same run.
+     */
+    drainOnCreate?: boolean;
 }
 
 export class ApiServer extends pulumi.ComponentResource {
@@ -147,12 +152,12 @@ export class ApiServer extends pulumi.ComponentResource {
         const restarts = withDriftRepairs(restartFingerprint(spec), [`${name}-service`]);
         this.drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
             what: `take ${host.name}'s API server out of the load balancer before it restarts`,
-            lines: [...realServerWeightLines(config, host, 0), `date +%s%N`],
+            lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,
         }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : [])));
         this.daemon = installDaemon(this, name, { ...spec, before: [this.drained] }, opts.dependsOn);
         this.rolled = changeStep(`${name}-in-load-balancer`, args.ssh, args.gateway, {
             what: `bring ${host.name}'s API server back into the load balancer once it answers`,
-            lines: realServerWeightLines(config, host, 1),
+            lines: realServerWeightLines(config, host, 1), onCreate: args.drainOnCreate,
         }, fingerprint([this.drained.stdout]), childOptions(this, opts.dependsOn, this.daemon.service));
         this.registerOutputs({ fingerprint: this.daemon.fingerprint });
     }

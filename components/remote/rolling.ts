@@ -22,23 +22,32 @@ import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } f
 export interface ChangeAction {
     what: string;
     lines: string[];
+    /**
+     * The action runs when the step is created too: the step is new beside a running installation (a stack
+     * deployed before the step existed), so a change in the same run must not go without it.
+     */
+    onCreate?: boolean;
 }
 
-/** The local scripts of a change step: a no-op on create, the action on `host` over SSH on update. No delete. */
+/**
+ * The local scripts of a change step: a no-op on create (unless `onCreate`), the action on `host` over SSH on
+ * update. No delete.
+ */
 export function changeStepScripts(host: Machine, action: ChangeAction, follows: string, ssh: SshSettings):
     { create: string; update: string } {
     if (/[\r\n]/.test(follows)) {
         throw new Error(`change step on ${host.name}: what it follows must be one line (a fingerprint), not ${JSON.stringify(follows.slice(0, 80))}`);
     }
     const header = `# runs on ${host.name} whenever what it follows changes: ${follows}`;
+    const update = script(header, ...localSshLines(ssh),
+        onHostAsRoot(host, script(`# ${action.what}`, ...action.lines), "KTHW_CHANGE_SCRIPT"));
     return {
-        create: script(header, `echo ${shq(`created: nothing to do on a first install (${action.what})`)}`),
-        update: script(header, ...localSshLines(ssh),
-            onHostAsRoot(host, script(`# ${action.what}`, ...action.lines), "KTHW_CHANGE_SCRIPT")),
+        create: action.onCreate ? update : script(header, `echo ${shq(`created: nothing to do on a first install (${action.what})`)}`),
+        update,
     };
 }
 
-/** A step that runs `action` on `host` whenever `follows` changes (and not when created). */
+/** A step that runs `action` on `host` whenever `follows` changes (and, unless `action.onCreate`, not when created). */
 export function changeStep(name: string, ssh: SshAccess, host: Machine, action: ChangeAction,
     follows: pulumi.Input<string>, opts: pulumi.CustomResourceOptions): command.local.Command {
     const scripts = pulumi.output(follows).apply(f => changeStepScripts(host, action, f, sshSettings(ssh)));

@@ -103,6 +103,22 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         });
     });
 
+    test("the drain's gateway steps act when created only beside a load balancer deployed before they existed", () => {
+        const createOf = (r: ProgramRun, n: string, where: string) => scriptOf(plain(byName(r, `kube-apiserver-${n}-${where}-load-balancer`), "create"));
+        const before = runProgram(devConfig(), { probe: { lastOutputs: { apiUrl: "https://kubernetes:6443" } } });
+        assert.equal(before.error, undefined, before.error);
+        const after = runProgram(devConfig(), { probe: { lastOutputs: run.outputs } });
+        assert.equal(run.outputs.apiServerDrain, "gateway", "a deployment records that it has them");
+        names.forEach((n, i) => {
+            for (const [where, weight] of [["out-of", 0], ["in", 1]] as const) {
+                assert.match(createOf(before, n, where), new RegExp(`^on 'gateway' [\\s\\S]*-r '192.168.1.${11 + i}:6443' -g -w ${weight}\\n`, "m"),
+                    `a stack from before: ${n}'s ${where} step sets weight ${weight} when created`);
+                assert.doesNotMatch(createOf(after, n, where), /ipvsadm/, `a stack that has them: ${n}'s ${where} step does nothing when created`);
+                assert.doesNotMatch(createOf(run, n, where), /ipvsadm/, "a first install: nothing");
+            }
+        });
+    });
+
     test("controller managers and schedulers roll one node at a time", () => {
         for (const daemon of ["kube-controller-manager", "kube-scheduler"]) {
             names.forEach((n, i) => {
