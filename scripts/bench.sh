@@ -56,7 +56,7 @@ stamped() {
   "$@" | perl -MTime::HiRes=time -ne 'printf "{\"t\":%.3f,\"e\":%s}\n", time, $_ if /^\{/' >"$out"
 }
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
-timed noop-up program up --yes --skip-preview
+timed noop-up stamped "$work/noop-up.events" program up --yes --skip-preview --json
 timed preview program preview
 timed preview-refresh program preview --refresh
 
@@ -102,6 +102,13 @@ row "no-change up / empty program" noop-up "${took[empty-noop]}"
 row "preview / empty program" preview "${took[empty-preview]}"
 row "preview --refresh / preview" preview-refresh "${took[preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
+# Where a no-change up's time goes, from its event log: the program's start, the read of the last deployment,
+# each host's probe (components/remote/probe.ts logs them), the end.
+jq -rs '
+  (.[0].t) as $t0
+  | def at(pat): [ .[] | select(.e.diagnosticEvent.message // "" | test(pat)) | .t - $t0 ] | first;
+  "no-change up, where the time goes: program running at \(at("^Running program") * 10 | floor / 10) s, last deployment read by \(at("ReadResource RPC finished: resource:last-deployment") * 10 | floor / 10) s, probes (ms): \([ .[] | .e.diagnosticEvent.message // "" | capture("^probe of (?<h>[^:]+): (?<ms>[0-9]+) ms") | "\(.h) \(.ms)" ] | join(", ")), done at \((.[-1].t - $t0) * 10 | floor / 10) s"
+' "$work/noop-up.events"
 printf '\n%-34s %10s %14s %8s %s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed" "(of which passed on from a restarting etcd member)"
 for name in etcd-flag apiserver-flag controller-manager-flag; do
   printf '%-34s %9ss %14s %8s %s\n' "$name" "$(seconds "${took[$name]}")" "${sent[$name]}" "${failed[$name]}" "(${from_etcd[$name]})"

@@ -366,7 +366,15 @@ export async function startProbes(runner: ProbeRunner | undefined, whyNot: strin
     if (!probe) {
         return skip(whyNot);
     }
-    const results = await Promise.allSettled(hosts.map(h => probe(h.host, h.query)));
+    const results = await Promise.allSettled(hosts.map(async h => {
+        const t0 = Date.now();
+        try {
+            return await probe(h.host, h.query);
+        } finally {
+            // Where a run's time goes (npm run bench reads it from the engine's events).
+            void pulumi.log.debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);
+        }
+    }));
     const preview = pulumi.runtime.isDryRun();
     const unavailable = results.find(r => r.status === "rejected" && r.reason instanceof ProbeUnavailable);
     if (unavailable && preview) {
