@@ -116,7 +116,7 @@ export = async () => {
     // node that leaves is drained first (the etcd departures above wait for that); one that joins is added to
     // ldirectord.cf once its API server answers.
     const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
-        config, nodes: controlNodes, gateway, pki, apiServers, leaving: membership.leaving,
+        config, nodes: controlNodes, gateway, ssh, pki, apiServers, leaving: membership.leaving,
         joiningApiServers: apiServers.filter(api => membership.joining.some(j => j.name === api.node)).map(api => api.daemon.ready),
         apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
     }, { dependsOn: [preflight] });

@@ -11,10 +11,11 @@ import { ClusterConfig, Machine } from "./config";
 import { PkiFiles } from "./pki";
 import { renderServiceUnit } from "./render/systemd";
 import { fingerprint } from "./remote/fingerprint";
-import { Host } from "./remote/host";
+import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq, waitUntil } from "./remote/shell";
-import { healthGate, localHealthGate, precondition, remoteFile, remoteStep, systemdService } from "./remote/steps";
+import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings } from "./remote/ssh";
+import { healthGate, localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
@@ -151,6 +152,8 @@ export interface IpvsLoadBalancerArgs {
     nodes: Host[];
     /** The gateway: IPVS, ldirectord and the VIP on its NIC. */
     gateway: Host;
+    /** How the drain of leaving nodes reaches the gateway, over SSH from where `pulumi` runs. */
+    ssh: SshAccess;
     /** The cluster CA, which ldirectord's HTTPS checks trust. */
     pki: PkiFiles;
     /** Changes whenever an API server restarts; the VIP gate then runs again. */
@@ -224,10 +227,12 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const ldirectordConfig = renderLdirectordConfig(config);
         // Like the etcd departures, a step of every deployment that keeps its last script while no node leaves.
         const leaving = args.leaving ?? [];
-        const drain = [remoteStep(`${name}-drain-leaving`, {
-            host: gateway,
-            scripts: { create: leaving.length > 0 ? drainScript(config, leaving) : script(`echo 'no control node leaves'`) },
-        }, { ...gatewayStep, ignoreChanges: leaving.length > 0 ? [] : ["create", "update"] })];
+        // Run from where pulumi runs, over SSH: a first install (no node leaves) opens no session to the gateway.
+        const drainText = leaving.length > 0
+            ? script(...localSshLines(sshSettings(args.ssh)), onHostAsRoot(gateway, drainScript(config, leaving), "KTHW_DRAIN_SCRIPT"))
+            : script(`echo 'no control node leaves'`);
+        const drain = [sshLocalStep(`${name}-drain-leaving`, args.ssh, { create: `bash -c ${shq(drainText)}` },
+            { ...gatewayStep, ignoreChanges: leaving.length > 0 ? [] : ["create"] })];
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
             // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
             { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig,

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { DEFAULTS } from "../../components/config";
 import { planMembership } from "../../components/membership";
 import type { ProgramRun } from "./harness";
-import { byName, changed, dependsOn, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+import { byName, changed, dependsOn, devConfig, LOCAL, nodes, plain, reveal, runProgram, scriptOf } from "./program";
 
 const config = (count: number, extra: { name: string; address: string }[] = []) =>
     ({ ...DEFAULTS, nodes: [...nodes(count), ...extra] });
@@ -114,7 +114,7 @@ describe("membership changes under mocks", () => {
             assert.match(scriptOf(plain(byName(grown, name), "create")), /no etcd member leaves/);
             assert.deepEqual(byName(grown, name).ignoreChanges, ["create"]);
         }
-        assert.deepEqual(byName(grown, "api-load-balancer-drain-leaving").ignoreChanges, ["create", "update"]);
+        assert.deepEqual(byName(grown, "api-load-balancer-drain-leaving").ignoreChanges, ["create"]);
         // ldirectord.cf lists a new node only once its API server answers (a reload adds it at weight 1).
         const config = byName(grown, "api-load-balancer-ldirectord-config");
         for (const n of ["control3", "control4"]) {
@@ -154,7 +154,8 @@ describe("membership changes under mocks", () => {
         }
         assert.doesNotMatch(remove, /MOCK-SSH-PRIVATE-KEY-MATERIAL/);
         const drain = byName(shrunk, "api-load-balancer-drain-leaving");
-        assert.equal(drain.type, REMOTE);
+        assert.equal(drain.type, LOCAL, "from where pulumi runs");
+        assert.match(scriptOf(plain(drain, "create")), /^on 'gateway' '192.168.1.10' 'sudo -n bash -s' <<'KTHW_DRAIN_SCRIPT'$/m, "on the gateway");
         assert.deepEqual(drain.ignoreChanges, [], "it runs when nodes leave");
         assert.deepEqual(departures.ignoreChanges, []);
         const drained = scriptOf(plain(drain, "create"));
