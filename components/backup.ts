@@ -199,7 +199,6 @@ export class EtcdBackup extends pulumi.ComponentResource {
     }
 }
 
-
 export interface EtcdRestoreUploadArgs {
     config: ClusterConfig;
     ssh: SshAccess;

@@ -74,7 +74,7 @@ export function localSshLines(ssh: SshSettings): string[] {
         `[ -s "$secrets/key" ] || { echo "no SSH private key on stdin" >&2; exit 1; }`,
         ...(pinned.length > 0 ? [`printf '%s\\n' ${pinned.map(shq).join(" ")} > "$secrets/known_hosts"`]
             : [`: > "$secrets/known_hosts"`]),
-        `command -v ssh >/dev/null || { echo "ssh (openssh-client) is required where pulumi runs to reach etcd" >&2; exit 1; }`,
+        `command -v ssh >/dev/null || { echo "ssh (openssh-client) is required where pulumi runs to reach the hosts" >&2; exit 1; }`,
         `on() {`,
         `  local name=$1 address=$2 strict=no`,
         `  shift 2`,
