@@ -12,7 +12,7 @@ import { DepartureWhich, EtcdDepartures, joinerOf, MembershipRecord, planMembers
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
 import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
-import { probed, sshProbeRunner, startProbes } from "./components/remote/probe";
+import { connectProbes, probed, sshProbeRunner, startProbes } from "./components/remote/probe";
 import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseVersionSkew } from "./components/preflight";
@@ -22,6 +22,10 @@ import { holdResourcesUntil, loadStack } from "./components/stack";
 const { config, ssh, keyFile } = loadStack();
 const controlNodes = config.nodes.map(node => hostFor(node, ssh));
 const gateway = hostFor(config.gateway, ssh);
+// Drift: every host is probed once, over one SSH session each; the sessions open now (key exchange, login,
+// sudo) and wait for their script while the program is constructed (startProbes, at the end).
+connectProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key",
+    [...config.nodes, config.gateway]);
 
 // The last deployment's stack outputs, read back from this very stack before anything else: the drift markers
 // (components/remote/drift.ts) and etcd's membership (components/membership.ts).
@@ -133,7 +137,7 @@ export = async () => {
             { dependsOn: [preflight] }));
 
     // Every step has said what it observes: probe each host once, all together.
-    void startProbes(keyFile === undefined ? undefined : sshProbeRunner(sshSettings(ssh), keyFile), "no SSH private key");
+    void startProbes();
 
     return {
         // The first output: it fails when the probes or the version skew policy refuse.

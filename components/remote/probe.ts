@@ -9,14 +9,14 @@
 // It prints one line per fact: sha256 sums, modes, owners, unit states, never a file's content.
 //
 // Under Pulumi's mocks there is no host: tests feed facts with `setProbeRunner`.
-import { execFile } from "child_process";
+import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../config";
 import { script } from "./shell";
-import { pinnedHostLines, SshSettings, sshOptionGroups } from "./ssh";
+import { pinnedHostLines, sharedConnection, sharedConnectionOptions, SshSettings, sshOptionGroups } from "./ssh";
 
 /** An address that should be on an interface. */
 export interface AddressQuery {
@@ -124,64 +124,117 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * line `file SHA256|*|dir|- MODE OWNER PATH`, `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`,
  * `sysctl KEY VALUE`, `version PATH FIRST-LINE`, between a begin and an end line. One function, read whole
  * before it runs; every command's stdin is /dev/null (the heredoc is the loop's).
+ *
+ * Few processes in all: under emulation (the lab's gateway) each one costs tens of milliseconds, a `systemctl`
+ * hundreds. The query is read into lists first; then one `stat` for every file, one digest for every file to
+ * hash (OpenSSL's sha256 uses the CPU's SHA instructions, coreutils' does not: the Kubernetes binaries, about
+ * 300 MB a node, hash about four times faster so; sha256sum where there is no openssl), one `systemctl show`
+ * for every unit, kernel parameters read from /proc/sys by bash itself. Both tools print a line per file in
+ * the order given; a file that changes under the probe (fewer lines) is read again alone.
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
-        // Few processes per item: under emulation (the lab's gateway) each one costs tens of milliseconds.
-        // OpenSSL's sha256 uses the CPU's SHA instructions, coreutils' does not: the Kubernetes binaries
-        // (about 300 MB a node) hash about four times faster so; sha256sum where there is no openssl.
-        `if command -v openssl >/dev/null 2>&1; then digest() { openssl dgst -sha256 -r; }; else digest() { sha256sum; }; fi`,
-        `probe_file() {`,
-        `  local sum`,
-        `  if [ -d "$1" ]; then sum=dir`,
-        `  elif [ -f "$1" ] && [ "$2" = stat ]; then sum='*'`,
-        `  elif [ -f "$1" ]; then sum=$(digest <"$1"); sum=\${sum%% *}`,
-        `  else printf 'file - - - %s\\n' "$1"; return 0; fi`,
-        `  printf 'file %s %s %s\\n' "$sum" "$(stat -c '%a %U:%G' "$1")" "$1"`,
+        `if command -v openssl >/dev/null 2>&1; then digest() { openssl dgst -sha256 -r "$@"; }; else digest() { sha256sum "$@"; }; fi`,
+        `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=()`,
+        `declare -A mode=() sum=()`,
+        // FILE...: one stat for all, each line `MODE USER:GROUP` into mode[FILE]; again one by one when one failed.
+        `stat_all() {`,
+        `  local lines=() i`,
+        `  (($# > 0)) || return 0`,
+        `  mapfile -t lines < <(stat -c '%a %U:%G' -- "$@" 2>/dev/null </dev/null)`,
+        `  if ((\${#lines[@]} != $#)); then`,
+        `    lines=()`,
+        `    for i in "$@"; do lines+=("$(stat -c '%a %U:%G' -- "$i" 2>/dev/null </dev/null || echo '- -')"); done`,
+        `  fi`,
+        `  for ((i = 1; i <= $#; i++)); do mode[\${!i}]=\${lines[i - 1]}; done`,
         `}`,
-        `probe_unit() {`,
-        `  local enabled active`,
-        `  enabled=$(systemctl is-enabled "$1" 2>/dev/null) || true`,
-        `  active=$(systemctl is-active "$1" 2>/dev/null) || true`,
-        `  enabled=\${enabled%%$'\\n'*} active=\${active%%$'\\n'*}`,
-        `  printf 'unit %s %s %s\\n' "\${enabled:--}" "\${active:--}" "$1"`,
+        // FILE...: one digest for all into sum[FILE] (the first word of each line; sha256sum escapes odd names with a \).
+        `digest_all() {`,
+        `  local lines=() i line`,
+        `  (($# > 0)) || return 0`,
+        `  mapfile -t lines < <(digest "$@" 2>/dev/null </dev/null)`,
+        `  if ((\${#lines[@]} != $#)); then`,
+        `    lines=()`,
+        `    for i in "$@"; do lines+=("$(digest "$i" 2>/dev/null </dev/null || echo -)"); done`,
+        `  fi`,
+        `  for ((i = 1; i <= $#; i++)); do line=\${lines[i - 1]#\\\\}; sum[\${!i}]=\${line%% *}; done`,
+        `}`,
+        `probe_files() {`,
+        `  local f kind`,
+        `  for f in "\${files[@]}"; do`,
+        `    kind=\${f%% *} f=\${f#* }`,
+        `    if [ -d "$f" ]; then sum[$f]=dir stats+=("$f")`,
+        `    elif [ -f "$f" ] && [ "$kind" = stat ]; then sum[$f]='*' stats+=("$f")`,
+        `    elif [ -f "$f" ]; then hashed+=("$f") stats+=("$f")`,
+        `    fi`,
+        `  done`,
+        `  stat_all "\${stats[@]}"`,
+        `  digest_all "\${hashed[@]}"`,
+        `  for f in "\${files[@]}"; do`,
+        `    f=\${f#* }`,
+        `    printf 'file %s %s %s\\n' "\${sum[$f]:--}" "\${mode[$f]:-- -}" "$f"`,
+        `  done`,
+        `}`,
+        // One systemctl for every unit: blocks of NAME=VALUE lines, a blank line between units, in the order given.
+        `probe_units() {`,
+        `  local line i=0 enabled=() active=()`,
+        `  ((\${#units[@]} > 0)) || return 0`,
+        `  while IFS= read -r line; do`,
+        `    case $line in`,
+        `      '') i=$((i + 1)) ;;`,
+        `      UnitFileState=*) enabled[i]=\${line#*=} ;;`,
+        `      ActiveState=*) active[i]=\${line#*=} ;;`,
+        `    esac`,
+        `  done < <(systemctl show --property=UnitFileState,ActiveState -- "\${units[@]}" 2>/dev/null </dev/null)`,
+        `  for ((i = 0; i < \${#units[@]}; i++)); do`,
+        `    printf 'unit %s %s %s\\n' "\${enabled[i]:--}" "\${active[i]:--}" "\${units[i]}"`,
+        `  done`,
         `}`,
         `probe_addr() {`,
         `  local state=absent`,
-        `  if ip -o addr show dev "$1" 2>/dev/null |`,
+        `  if ip -o addr show dev "$1" 2>/dev/null </dev/null |`,
         `    awk -v a="$2" '($3 == "inet" || $3 == "inet6") && index($4, a "/") == 1 { found = 1 } END { exit !found }'; then`,
         `    state=present`,
         `  fi`,
         `  printf 'addr %s %s %s\\n' "$state" "$1" "$2"`,
         `}`,
+        // As sysctl reads it: dots separate the path's parts unless it has slashes; tabs and runs of spaces as one space.
         `probe_sysctl() {`,
-        `  local value`,
-        `  value=$(sysctl -n "$1" 2>/dev/null | head -n 1 | tr -s '\\t ' '  ') || value=-`,
-        `  printf 'sysctl %s %s\\n' "$1" "\${value:--}"`,
+        `  local path=$1 words=()`,
+        `  [[ $path == */* ]] || path=\${path//.//}`,
+        `  if [ -f "/proc/sys/$path" ] && read -r -a words <"/proc/sys/$path" 2>/dev/null && ((\${#words[@]} > 0)); then`,
+        `    printf 'sysctl %s %s\\n' "$1" "\${words[*]}"`,
+        `  else`,
+        `    printf 'sysctl %s -\\n' "$1"`,
+        `  fi`,
         `}`,
         `probe_version() {`,
         `  local line=-`,
         `  if [ -x "$2" ]; then`,
-        `    line=$( { ETCD_UNSUPPORTED_ARCH="$1" timeout 10 "$2" --version 2>/dev/null || true; } | sed -n '1{s/[^[:print:]]//g;p;}')`,
+        `    line=$( { ETCD_UNSUPPORTED_ARCH="$1" timeout 10 "$2" --version 2>/dev/null </dev/null || true; } | sed -n '1{s/[^[:print:]]//g;p;}')`,
         `  fi`,
         `  printf 'version %s %s\\n' "$2" "\${line:--}"`,
         `}`,
         `main() {`,
-        `  local kind rest`,
+        `  local kind rest item`,
         `  echo '${BEGIN}'`,
         `  while read -r kind rest; do`,
         `    case $kind in`,
-        `      file) probe_file "$rest" sum </dev/null ;;`,
-        `      stat) probe_file "$rest" stat </dev/null ;;`,
-        `      unit) probe_unit "$rest" </dev/null ;;`,
-        `      addr) probe_addr "\${rest%% *}" "\${rest#* }" </dev/null ;;`,
-        `      sysctl) probe_sysctl "$rest" </dev/null ;;`,
-        `      version) probe_version "\${rest%% *}" "\${rest#* }" </dev/null ;;`,
+        `      file | stat) files+=("$kind $rest") ;;`,
+        `      unit) units+=("$rest") ;;`,
+        `      addr) addrs+=("$rest") ;;`,
+        `      sysctl) sysctls+=("$rest") ;;`,
+        `      version) versions+=("$rest") ;;`,
         `      *) echo "unknown probe item: $kind" >&2; exit 2 ;;`,
         `    esac`,
         `  done <<'${QUERY_END}'`,
         ...probeQueryLines(query),
         QUERY_END,
+        `  probe_files`,
+        `  probe_units`,
+        `  for item in "\${addrs[@]}"; do probe_addr "\${item%% *}" "\${item#* }"; done`,
+        `  for item in "\${sysctls[@]}"; do probe_sysctl "$item"; done`,
+        `  for item in "\${versions[@]}"; do probe_version "\${item%% *}" "\${item#* }"; done`,
         `  echo '${END}'`,
         `}`,
         `main`,
@@ -242,53 +295,121 @@ export function parseProbeOutput(text: string): HostFacts {
 /** Probes one host: its facts, or an error that says why not. */
 export type ProbeRunner = (host: Machine, query: ProbeQuery) => Promise<HostFacts>;
 
+/** A runner that can open a host's session before the query is known (`connectProbes`). */
+export interface ConnectingProbeRunner extends ProbeRunner {
+    /** Opens the host's session now: ssh, sudo and bash then wait for the script. */
+    connect(host: Machine): void;
+    /** Ends the sessions opened but not used (their bash reads an empty script). */
+    close(): void;
+}
+
 /** No `ssh` where pulumi runs: the probe cannot run at all (a preview then goes on without it). */
 export class ProbeUnavailable extends Error {}
 
-/**
- * The real probe: `ssh` (argv only, no shell) with the options of components/remote/ssh.ts, a 0600 copy of the
- * key and the pinned host keys in a temp dir removed after, the script on stdin. Bounded: the dials as
- * configured, the script by a timeout of its own.
- */
-export function sshProbeRunner(ssh: SshSettings, keyFile: string, sshCommand = "ssh"): ProbeRunner {
-    const pinned = new Set(Object.keys(ssh.hostKeys));
-    return async (host, query) => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-probe-"));
-        try {
-            const key = path.join(dir, "key");
-            const knownHosts = path.join(dir, "known_hosts");
-            fs.writeFileSync(key, fs.readFileSync(keyFile), { mode: 0o600 });
-            fs.writeFileSync(knownHosts, pinnedHostLines(ssh).map(line => `${line}\n`).join(""), { mode: 0o600 });
-            const options = sshOptionGroups(ssh, {
-                key, knownHosts, alias: host.name, strict: pinned.has(host.name) ? "yes" : "no",
-            }).flat();
-            const stdout = await run(sshCommand, [...options, `${ssh.user}@${host.address}`, "sudo -n bash -s"],
-                probeScript(query), (ssh.dialTimeoutSeconds * ssh.dialAttempts + 60) * 1000);
-            return parseProbeOutput(stdout);
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
-    };
+/** One `ssh ... sudo -n bash -s` waiting for its script on stdin. */
+interface Session {
+    child: ChildProcess;
+    /** Its stdout once it ended well, or why not. */
+    output: Promise<string>;
+    /** It joined a shared connection that was open already. */
+    joined: boolean;
 }
 
-/** Runs a program with `input` on its stdin; its stdout, or an error with the end of its stderr. */
-function run(file: string, args: string[], input: string, timeout: number): Promise<string> {
-    return new Promise((resolve, reject) => {
-        const child = execFile(file, args, { timeout, maxBuffer: 16 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-            if (!err) {
-                resolve(stdout);
-                return;
-            }
-            if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-                reject(new ProbeUnavailable(`${file} (openssh-client) is not installed where pulumi runs`));
-                return;
-            }
-            const said = stderr.trim().split("\n").slice(-3).join(" ").trim();
-            reject(new Error(said !== "" ? said : err.killed ? `no answer within ${timeout / 1000}s` : err.message));
+/**
+ * The real probe: `ssh` (argv only, no shell) with the options of components/remote/ssh.ts and the shared
+ * connection, a 0600 copy of the key and the pinned host keys in a temp dir removed after, the script on
+ * stdin. A host's session may open before the script is known (`connect`, while the program is constructed),
+ * so that the key exchange, login and sudo are over by then. Bounded: the dials as configured, the script by a
+ * timeout of its own from when it is sent.
+ */
+export function sshProbeRunner(ssh: SshSettings, keyFile: string, sshCommand = "ssh"): ConnectingProbeRunner {
+    const pinned = new Set(Object.keys(ssh.hostKeys));
+    const knownHostsText = pinnedHostLines(ssh).map(line => `${line}\n`).join("");
+    const sessions = new Map<string, Session>();
+    const open = (host: Machine, share = true): Session => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-probe-"));
+        const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
+        // A program that fails before its probes exits with the session still open: the key's copy goes with it.
+        process.once("exit", removeDir);
+        const key = path.join(dir, "key");
+        const knownHosts = path.join(dir, "known_hosts");
+        const keyBytes = fs.readFileSync(keyFile);
+        fs.writeFileSync(key, keyBytes, { mode: 0o600 });
+        fs.writeFileSync(knownHosts, knownHostsText, { mode: 0o600 });
+        const socket = share ? sharedConnection(keyBytes, knownHostsText, `${ssh.user}@${host.address}:${ssh.port}`,
+            process.env.TMPDIR || "/tmp", process.getuid?.() ?? -1, fs) : undefined;
+        const options = [
+            ...sshOptionGroups(ssh, { key, knownHosts, alias: host.name, strict: pinned.has(host.name) ? "yes" : "no" }).flat(),
+            ...(socket ? sharedConnectionOptions(socket) : []),
+        ];
+        // A connection that was open already may have died with its host (a reboot) before its keepalives tell.
+        const joined = socket !== undefined && fs.existsSync(socket);
+        const child = spawn(sshCommand, [...options, `${ssh.user}@${host.address}`, "sudo -n bash -s"], { stdio: "pipe" });
+        const output = new Promise<string>((resolve, reject) => {
+            let stdout = "";
+            let stderr = "";
+            child.stdout!.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
+            child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr = (stderr + chunk).slice(-4096); });
+            child.stdin!.on("error", () => undefined);
+            child.on("error", (err: NodeJS.ErrnoException) => {
+                removeDir();
+                reject(err.code === "ENOENT" ? new ProbeUnavailable(`${sshCommand} (openssh-client) is not installed where pulumi runs`) : err);
+            });
+            child.on("close", (code, signal) => {
+                removeDir();
+                process.removeListener("exit", removeDir);
+                if (code === 0) {
+                    resolve(stdout);
+                    return;
+                }
+                const said = stderr.trim().split("\n").slice(-3).join(" ").trim();
+                reject(new Error(said !== "" ? said : signal ? `ended by ${signal}` : `ssh exited with ${code}`));
+            });
         });
-        child.stdin?.on("error", () => undefined);
-        child.stdin?.end(input);
-    });
+        output.catch(() => undefined);
+        // Waiting for its script does not keep the program alive.
+        for (const handle of [child, child.stdin, child.stdout, child.stderr]) {
+            (handle as { unref?: () => void } | null)?.unref?.();
+        }
+        return { child, output, joined };
+    };
+    const seconds = ssh.dialTimeoutSeconds * ssh.dialAttempts + 60;
+    const send = async (session: Session, query: ProbeQuery) => {
+        session.child.ref();
+        let timedOut = false;
+        const timer = setTimeout(() => { timedOut = true; session.child.kill(); }, seconds * 1000);
+        session.child.stdin!.end(probeScript(query));
+        try {
+            return parseProbeOutput(await session.output);
+        } catch (err) {
+            throw timedOut ? new Error(`no answer within ${seconds}s`) : err;
+        } finally {
+            clearTimeout(timer);
+        }
+    };
+    const runner = (async (host: Machine, query: ProbeQuery) => {
+        const session = sessions.get(host.name) ?? open(host);
+        sessions.delete(host.name);
+        try {
+            return await send(session, query);
+        } catch (err) {
+            // Once more on a connection of its own: the shared one may have been stale.
+            if (session.joined && !(err instanceof ProbeUnavailable)) {
+                return send(open(host, false), query);
+            }
+            throw err;
+        }
+    }) as ConnectingProbeRunner;
+    runner.connect = host => {
+        if (!sessions.has(host.name)) {
+            sessions.set(host.name, open(host));
+        }
+    };
+    runner.close = () => {
+        sessions.forEach(session => session.child.stdin!.end());
+        sessions.clear();
+    };
+    return runner;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -346,17 +467,34 @@ export function setProbeRunner(runner: ProbeRunner | undefined): void {
     testRunner = runner;
 }
 
+const closeUnused = (runner: ProbeRunner | undefined) => (runner as Partial<ConnectingProbeRunner> | undefined)?.close?.();
+
+let chosen: { runner: ProbeRunner | undefined; whyNot: string } = { runner: undefined, whyNot: "no probe runner" };
+
 /**
- * Probes every host something asked about, once each and all together, with `runner` (undefined: no probe,
- * saying `whyNot` in one log line). The facts go to whoever asked (`observe`, `probed`): a host that cannot be
+ * How the hosts are probed (`runner`; undefined: not at all, saying `whyNot` in one log line), chosen before
+ * the program is constructed, and the sessions of `hosts` opened now (a runner that can), so that each is
+ * logged in and waiting for its script when the probes start.
+ */
+export function connectProbes(runner: ProbeRunner | ConnectingProbeRunner | undefined, whyNot: string, hosts: Machine[]): void {
+    chosen = { runner, whyNot };
+    if (runner && !testRunner && "connect" in runner) {
+        hosts.forEach(host => runner.connect(host));
+    }
+}
+
+/**
+ * Probes every host something asked about, once each and all together, with the runner of `connectProbes`. The facts go to whoever asked (`observe`, `probed`): a host that cannot be
  * probed fails them, naming the host and its address, in a preview as at `up` (with the key configured, a
  * preview is a refresh: it must not pass while a host is unseen); a preview without `ssh` where pulumi runs
  * goes on without the probe, as one without the key. Settles when the probes are over; never rejects.
  */
-export async function startProbes(runner: ProbeRunner | undefined, whyNot: string): Promise<void> {
+export async function startProbes(): Promise<void> {
     started = true;
+    const { runner, whyNot } = chosen;
     const hosts = [...wanted.values()];
     const skip = (why: string) => {
+        closeUnused(runner);
         if (hosts.length > 0) {
             pulumi.log.info(`${why}: the hosts were not compared with what the program installed (drift is not shown)`);
         }
@@ -366,7 +504,7 @@ export async function startProbes(runner: ProbeRunner | undefined, whyNot: strin
     if (!probe) {
         return skip(whyNot);
     }
-    const results = await Promise.allSettled(hosts.map(async h => {
+    const running = hosts.map(async h => {
         const t0 = Date.now();
         try {
             return await probe(h.host, h.query);
@@ -374,7 +512,10 @@ export async function startProbes(runner: ProbeRunner | undefined, whyNot: strin
             // Where a run's time goes (npm run bench reads it from the engine's events).
             void pulumi.log.debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);
         }
-    }));
+    });
+    // Sessions opened for hosts nothing asked about end now.
+    closeUnused(runner);
+    const results = await Promise.allSettled(running);
     const preview = pulumi.runtime.isDryRun();
     const unavailable = results.find(r => r.status === "rejected" && r.reason instanceof ProbeUnavailable);
     if (unavailable && preview) {

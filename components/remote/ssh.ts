@@ -1,6 +1,14 @@
 // How the program reaches hosts with `ssh` from where `pulumi` runs (the etcd snapshot steps, the departures,
 // the load balancer's drain around an API server's restart, the host probe), in one place: the options every
 // such connection uses, with the host keys pinned in `hostKeys`, and the local step that carries the key.
+//
+// Those sessions share one connection per host (OpenSSH's ControlMaster): the first one opens it, the others
+// of the same run (the probe, then each drain step on the gateway) open a session on it instead of a new
+// connection, which saves a key exchange, an authentication and a login each (about a second on the lab's
+// emulated gateway). The connection closes `SHARED_CONNECTION_SECONDS` after its last session, or within 15 s
+// of its host going away (keepalives). Its socket is in a directory only this user can enter, named after the
+// key and the pinned host keys: only a session that could open the connection itself uses it.
+import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Machine } from "../config";
@@ -21,6 +29,61 @@ export function sshSettings(ssh: SshAccess): SshSettings {
         user: ssh.user, port: ssh.port, hostKeys: ssh.hostKeys,
         dialTimeoutSeconds: ssh.dialTimeoutSeconds, dialAttempts: ssh.dialAttempts,
     };
+}
+
+/** How long a shared connection stays open after its last session. */
+export const SHARED_CONNECTION_SECONDS = 30;
+
+/** The longest directory for the sockets: a Unix socket's path has at most 107 bytes (ssh adds 17 while it binds). */
+const SHARED_DIR_MAX = 50;
+
+/** The directory of the shared connections' sockets under `tmp` (`$TMPDIR`, or /tmp), for user `uid` (values or bash expansions). */
+export function sharedConnectionDir(tmp: string, uid: number | string): string {
+    return `${tmp}/kthw-ssh-${uid}`;
+}
+
+const hex16 = (...parts: (string | Buffer)[]) => {
+    const hash = crypto.createHash("sha256");
+    parts.forEach(part => hash.update(part));
+    return hash.digest("hex").slice(0, 16);
+};
+
+/**
+ * A shared connection's socket, in `dir`: named after who may share it (the key and the pinned host keys, as
+ * ssh is given them) and where it goes (`user@address:port`).
+ */
+export function sharedConnectionSocket(dir: string, key: string | Buffer, knownHosts: string, target: string): string {
+    return `${dir}/${hex16(key, knownHosts)}-${hex16(target)}`;
+}
+
+/** The ssh options that open or join the shared connection at `socket`. */
+export function sharedConnectionOptions(socket: string): string[] {
+    return ["-o", "ControlMaster=auto", "-o", `ControlPath=${socket}`, "-o", `ControlPersist=${SHARED_CONNECTION_SECONDS}`,
+        "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
+}
+
+/**
+ * The shared connection's socket for a session to `target` (`user@address:port`) with the key and known_hosts
+ * text given, under `tmp`: none (a connection of its own) when the directory is not this user's alone (0700,
+ * owned, no symlink), or its path is too long.
+ */
+export function sharedConnection(key: string | Buffer, knownHosts: string, target: string, tmp: string, uid: number,
+    fs: { mkdirSync(p: string, o: { mode: number }): unknown; lstatSync(p: string): { isDirectory(): boolean; uid: number; mode: number } }): string | undefined {
+    const dir = sharedConnectionDir(tmp, uid);
+    try {
+        try {
+            fs.mkdirSync(dir, { mode: 0o700 });
+        } catch {
+            // There already (checked below), or not to be made: no shared connection then.
+        }
+        const st = fs.lstatSync(dir);
+        if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o777) !== 0o700 || dir.length > SHARED_DIR_MAX) {
+            return undefined;
+        }
+    } catch {
+        return undefined;
+    }
+    return sharedConnectionSocket(dir, key, knownHosts, target);
 }
 
 /** The known_hosts lines of the pinned host keys, by host name (`ssh` finds them through HostKeyAlias). */
@@ -75,14 +138,27 @@ export function localSshLines(ssh: SshSettings): string[] {
         ...(pinned.length > 0 ? [`printf '%s\\n' ${pinned.map(shq).join(" ")} > "$secrets/known_hosts"`]
             : [`: > "$secrets/known_hosts"`]),
         `command -v ssh >/dev/null || { echo "ssh (openssh-client) is required where pulumi runs to reach the hosts" >&2; exit 1; }`,
+        // The shared connection (sharedConnection, the same rule): its directory this user's alone, or none.
+        `mux_prefix=''`,
+        `mux_dir=${sharedConnectionDir("${TMPDIR:-/tmp}", "$(id -u)")}`,
+        `mkdir -m 0700 "$mux_dir" 2>/dev/null || true`,
+        `if [ -d "$mux_dir" ] && [ ! -L "$mux_dir" ] && [ -O "$mux_dir" ] &&`,
+        `  [ "$(stat -c %a "$mux_dir")" = 700 ] && [ \${#mux_dir} -le ${SHARED_DIR_MAX} ] &&`,
+        `  mux_id=$(cat "$secrets/key" "$secrets/known_hosts" | sha256sum 2>/dev/null); then`,
+        `  mux_prefix=$mux_dir/\${mux_id:0:16}`,
+        `fi`,
         `on() {`,
-        `  local name=$1 address=$2 strict=no`,
+        `  local name=$1 address=$2 strict=no shared=() target`,
         `  shift 2`,
         `  if grep -q "^$name " "$secrets/known_hosts"; then strict=yes; fi`,
+        `  if [ -n "$mux_prefix" ]; then`,
+        `    target=$(printf '%s' ${shq(ssh.user)}@"$address":${ssh.port} | sha256sum)`,
+        `    shared=(${sharedConnectionOptions(`"$mux_prefix-\${target:0:16}"`).join(" ")})`,
+        `  fi`,
         // The options of components/remote/ssh.ts, one group a line.
         `  ssh ${first.join(" ")} \\`,
         ...rest.map(group => `    ${group.join(" ")} \\`),
-        `    ${last.join(" ")} ${shq(ssh.user)}@"$address" "$@"`,
+        `    "\${shared[@]}" ${last.join(" ")} ${shq(ssh.user)}@"$address" "$@"`,
         `}`,
     ];
 }

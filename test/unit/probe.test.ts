@@ -14,7 +14,7 @@ import { Expectation, factsInSync, isInSync, nextMarker, observedLine, probeQuer
 import {
     emptyFacts, emptyQuery, HostFacts, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable, sshProbeRunner,
 } from "../../components/remote/probe";
-import { sshOptionGroups } from "../../components/remote/ssh";
+import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
 import { installedRelease, skewAllowed, versionSkewProblems } from "../../components/preflight";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-probe-"));
@@ -35,7 +35,7 @@ describe("the probe script", () => {
         const text = probeScript(query({
             files: [key, dir, spaced, path.join(dir, "missing")],
             stats: [binary, key],
-            sysctls: ["kernel.ostype", "kernel.no-such-parameter"],
+            sysctls: ["kernel.ostype", "kernel.no-such-parameter", "net.ipv4.ip_local_port_range"],
             addresses: [{ device: "lo", address: "127.0.0.1" }, { device: "lo", address: "192.0.2.99" }, { device: "nope0", address: "192.0.2.1" }],
             versions: [{ binary: "/bin/bash", arch: "amd64" }, { binary: path.join(dir, "no-binary"), arch: "arm64" }],
             units: ["kthw-no-such-unit"],
@@ -52,6 +52,9 @@ describe("the probe script", () => {
         assert.deepEqual(facts.files[path.join(dir, "missing")], { sha256: undefined, mode: undefined, owner: undefined });
         assert.equal(facts.sysctls["kernel.ostype"], "Linux");
         assert.equal(facts.sysctls["kernel.no-such-parameter"], undefined);
+        // As `sysctl -n` prints it, its tab as one space.
+        assert.equal(facts.sysctls["net.ipv4.ip_local_port_range"],
+            fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).join(" "));
         assert.deepEqual(facts.addresses, { "lo 127.0.0.1": true, "lo 192.0.2.99": false, "nope0 192.0.2.1": false });
         assert.match(facts.versions["/bin/bash"], /^GNU bash, version \d/);
         assert.equal(facts.versions[path.join(dir, "no-binary")], undefined);
@@ -80,6 +83,39 @@ describe("the probe script", () => {
         });
         const expected = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
         assert.deepEqual(sums, [expected, expected]);
+    });
+
+    test("starts one stat, one digest and one systemctl for all its items, and reads each unit's states from its own block", () => {
+        const dir = scratch();
+        const bin = path.join(dir, "bin");
+        fs.mkdirSync(bin);
+        const calls = path.join(dir, "calls");
+        // Each tool records its call, then runs the real one; systemctl answers `show` as systemd does, a block a unit.
+        for (const tool of ["stat", "openssl", "sha256sum"]) {
+            const real = spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+            fs.writeFileSync(path.join(bin, tool), `#!/bin/bash\necho ${tool} >>${calls}\nexec ${real} "$@"\n`, { mode: 0o755 });
+        }
+        fs.writeFileSync(path.join(bin, "systemctl"), [
+            "#!/bin/bash", `echo systemctl "$@" >>${calls}`,
+            "printf 'ActiveState=active\\nUnitFileState=enabled\\n\\n'",
+            "printf 'ActiveState=inactive\\nUnitFileState=\\n\\n'",
+            "printf 'UnitFileState=disabled\\nActiveState=failed\\n'", ""].join("\n"), { mode: 0o755 });
+        const files = ["a", "b", "c"].map(name => path.join(dir, name));
+        files.forEach((f, i) => fs.writeFileSync(f, `content ${i}`));
+        const text = probeScript(query({ files: [...files, path.join(dir, "missing")], stats: [path.join(dir, "calls")],
+            units: ["etcd", "kthw-none", "kube-apiserver"] }));
+        const run = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+        assert.equal(run.status, 0, run.stderr);
+        const facts = parseProbeOutput(run.stdout);
+        files.forEach((f, i) => assert.equal(facts.files[f].sha256, sha(`content ${i}`), f));
+        assert.deepEqual(facts.units, {
+            etcd: { enabled: "enabled", active: "active" },
+            "kthw-none": { enabled: "-", active: "inactive" },
+            "kube-apiserver": { enabled: "disabled", active: "failed" },
+        });
+        const called = fs.readFileSync(calls, "utf8").trim().split("\n");
+        assert.deepEqual(called.map(c => c.split(" ")[0]).sort(), ["openssl", "stat", "systemctl"]);
+        assert.equal(called.find(c => c.startsWith("systemctl")), "systemctl show --property=UnitFileState,ActiveState -- etcd kthw-none kube-apiserver");
     });
 
     test("is read-only and shellcheck-clean; what to observe is data in a quoted heredoc, never expanded", () => {
@@ -122,6 +158,7 @@ describe("the ssh probe runner, against a fake ssh", () => {
         "args=(\"$@\")",
         "for ((i = 0; i < ${#args[@]}; i++)); do [ \"${args[i]}\" = -i ] && key=${args[i+1]}; done",
         "printf '%s\\n' \"$@\" >\"$FAKE/argv\"",
+        "echo started >>\"$FAKE/started\"",
         "stat -c %a \"$key\" >\"$FAKE/key-mode\"",
         "cat \"$key\" >\"$FAKE/key-seen\"",
         "for ((i = 0; i < ${#args[@]}; i++)); do case ${args[i]} in UserKnownHostsFile=*) cp \"${args[i]#*=}\" \"$FAKE/known-hosts\" ;; esac; done",
@@ -129,6 +166,8 @@ describe("the ssh probe runner, against a fake ssh", () => {
         "case $(cat \"$FAKE/answer\") in",
         "  ok) printf 'kthw-probe begin\\nunit enabled active etcd\\nkthw-probe end\\n' ;;",
         "  refused) echo 'ssh: connect to host 192.168.1.13 port 22: Connection refused' >&2; exit 255 ;;",
+        "  stale) if printf '%s\\n' \"$@\" | grep -q '^ControlMaster=auto$'; then echo 'mux_client_request_session: read from master failed: Connection reset by peer' >&2; exit 255; fi",
+        "    printf 'kthw-probe begin\\nunit enabled active etcd\\nkthw-probe end\\n' ;;",
         "esac",
     ].join("\n") + "\n";
     const KEY = `-----BEGIN OPENSSH ${"PRIVATE"} KEY-----\nFAKE-PROBE-KEY\n-----END OPENSSH ${"PRIVATE"} KEY-----\n`;
@@ -158,7 +197,9 @@ describe("the ssh probe runner, against a fake ssh", () => {
             key: keyCopy, knownHosts: argv.find(a => a.startsWith("UserKnownHostsFile="))!.slice("UserKnownHostsFile=".length),
             alias: "control0", strict: "yes",
         }).flat();
-        assert.deepEqual(argv, [...expected, "ubuntu@192.168.1.11", "sudo -n bash -s"]);
+        const shared = sharedConnectionOptions(sharedConnectionSocket(sharedConnectionDir(process.env.TMPDIR || "/tmp", process.getuid!()),
+            KEY, "control0 ssh-ed25519 AAAAC3Nza\n", "ubuntu@192.168.1.11:2222"));
+        assert.deepEqual(argv, [...expected, ...shared, "ubuntu@192.168.1.11", "sudo -n bash -s"]);
         assert.ok(argv.includes("ConnectTimeout=7") && argv.includes("ConnectionAttempts=2") && argv.includes("BatchMode=yes"));
         assert.equal(fs.readFileSync(path.join(fake, "known-hosts"), "utf8"), "control0 ssh-ed25519 AAAAC3Nza\n");
         assert.equal(fs.readFileSync(path.join(fake, "stdin"), "utf8"), probeScript(query({ units: ["etcd"] })));
@@ -174,6 +215,81 @@ describe("the ssh probe runner, against a fake ssh", () => {
         const text = localSshLines(settings).join("\n");
         for (const group of sshOptionGroups(settings, { key: `"$secrets/key"`, knownHosts: `"$secrets/known_hosts"`, alias: `"$name"`, strict: `"$strict"` })) {
             assert.ok(text.includes(group.join(" ")), group.join(" "));
+        }
+    });
+
+    test("a session opened before the query is the one the probe uses; one opened for nothing ends with an empty script", async () => {
+        const { fake, run } = setup("ok");
+        const started = () => fs.existsSync(path.join(fake, "started")) ? fs.readFileSync(path.join(fake, "started"), "utf8").split("\n").length - 1 : 0;
+        run.connect({ name: "control0", address: "192.168.1.11" });
+        for (let i = 0; i < 100 && started() === 0; i++) {
+            await new Promise(resolve => setTimeout(resolve, 20));
+        }
+        assert.equal(started(), 1, "ssh runs before the query is known");
+        await new Promise(resolve => setTimeout(resolve, 100));
+        assert.ok(!fs.existsSync(path.join(fake, "stdin")) || fs.readFileSync(path.join(fake, "stdin"), "utf8") === "", "and waits for its script");
+        const facts = await run({ name: "control0", address: "192.168.1.11" }, query({ units: ["etcd"] }));
+        assert.deepEqual(facts.units.etcd, { enabled: "enabled", active: "active" });
+        assert.equal(started(), 1, "no second ssh");
+        assert.equal(fs.readFileSync(path.join(fake, "stdin"), "utf8"), probeScript(query({ units: ["etcd"] })));
+        run.connect({ name: "control1", address: "192.168.1.12" });
+        run.close();
+        for (let i = 0; i < 100 && fs.readFileSync(path.join(fake, "stdin"), "utf8") !== ""; i++) {
+            await new Promise(resolve => setTimeout(resolve, 20));
+        }
+        assert.equal(fs.readFileSync(path.join(fake, "stdin"), "utf8"), "", "the unused session read an empty script");
+    });
+
+    test("the probe and the local SSH steps share one connection per host: the same socket, in a directory this user's alone", () => {
+        const { fake, run } = setup("ok");
+        const tmp = scratch();
+        const onControl0 = (env: NodeJS.ProcessEnv) => {
+            const text = [...localSshLines(settings), "on control0 192.168.1.11 true"].join("\n");
+            const result = spawnSync("bash", ["-c", text], { input: KEY, encoding: "utf8", env: { ...process.env, ...env, PATH: `${fake}:${process.env.PATH}` } });
+            assert.equal(result.status, 0, result.stderr);
+            return fs.readFileSync(path.join(fake, "argv"), "utf8").trim().split("\n").filter(a => a.startsWith("ControlPath="));
+        };
+        const probeArgv = async (tmpdir: string) => {
+            const before = process.env.TMPDIR;
+            process.env.TMPDIR = tmpdir;
+            try {
+                await run({ name: "control0", address: "192.168.1.11" }, query({}));
+            } finally {
+                if (before === undefined) { delete process.env.TMPDIR; } else { process.env.TMPDIR = before; }
+            }
+            return fs.readFileSync(path.join(fake, "argv"), "utf8").trim().split("\n").filter(a => a.startsWith("ControlPath="));
+        };
+        const dir = sharedConnectionDir(tmp, process.getuid!());
+        const step = onControl0({ TMPDIR: tmp });
+        assert.deepEqual(step, [`ControlPath=${sharedConnectionSocket(dir, KEY, "control0 ssh-ed25519 AAAAC3Nza\n", "ubuntu@192.168.1.11:2222")}`]);
+        assert.equal((fs.statSync(dir).mode & 0o777).toString(8), "700");
+        return probeArgv(tmp).then(probe => {
+            assert.deepEqual(probe, step, "the probe joins the steps' connection");
+            // A directory someone else could enter: no shared connection, each session its own.
+            fs.chmodSync(dir, 0o755);
+            assert.deepEqual(onControl0({ TMPDIR: tmp }), []);
+            return probeArgv(tmp);
+        }).then(probe => assert.deepEqual(probe, []));
+    });
+
+    test("a shared connection that was open already and fails is tried once more on a connection of its own; a new one is not", async () => {
+        const tmp = scratch();
+        const before = process.env.TMPDIR;
+        process.env.TMPDIR = tmp;
+        try {
+            const { fake, run } = setup("stale");
+            const socket = sharedConnectionSocket(sharedConnectionDir(tmp, process.getuid!()), KEY, "control0 ssh-ed25519 AAAAC3Nza\n", "ubuntu@192.168.1.11:2222");
+            const starts = () => fs.readFileSync(path.join(fake, "started"), "utf8").trim().split("\n").length;
+            // No socket yet: the failure is the host's, said as is.
+            await assert.rejects(run({ name: "control0", address: "192.168.1.11" }, query({ units: ["etcd"] })), /read from master failed/);
+            assert.equal(starts(), 1);
+            fs.writeFileSync(socket, "");
+            const facts = await run({ name: "control0", address: "192.168.1.11" }, query({ units: ["etcd"] }));
+            assert.deepEqual(facts.units.etcd, { enabled: "enabled", active: "active" });
+            assert.equal(starts(), 3, "the stale connection, then one of its own");
+            assert.ok(!fs.readFileSync(path.join(fake, "argv"), "utf8").includes("ControlMaster=auto"));
+        } finally {
+            if (before === undefined) { delete process.env.TMPDIR; } else { process.env.TMPDIR = before; }
         }
     });
 
