@@ -102,12 +102,13 @@ row "no-change up / empty program" noop-up "${took[empty-noop]}"
 row "preview / empty program" preview "${took[empty-preview]}"
 row "preview --refresh / preview" preview-refresh "${took[preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
-# Where a no-change up's time goes, from its event log: the program's start, the read of the last deployment,
-# each host's probe (components/remote/probe.ts logs them), the end.
+# Where a no-change up's time goes, from its event log: the program's start; the read of the last deployment,
+# whose log line reaches the engine once the program's synchronous construction after it is over (so: the read
+# and the construction); each host's probe from its script sent (components/remote/probe.ts logs them); the end.
 jq -rs '
   (.[0].t) as $t0
   | def at(pat): [ .[] | select(.e.diagnosticEvent.message // "" | test(pat)) | .t - $t0 ] | first;
-  "no-change up, where the time goes: program running at \(at("^Running program") * 10 | floor / 10) s, last deployment read by \(at("ReadResource RPC finished: resource:last-deployment") * 10 | floor / 10) s, probes (ms): \([ .[] | .e.diagnosticEvent.message // "" | capture("^probe of (?<h>[^:]+): (?<ms>[0-9]+) ms") | "\(.h) \(.ms)" ] | join(", ")), done at \((.[-1].t - $t0) * 10 | floor / 10) s"
+  "no-change up, where the time goes: program running at \(at("^Running program") * 10 | floor / 10) s, last deployment read and the program constructed by \(at("ReadResource RPC finished: resource:last-deployment") * 10 | floor / 10) s, probes from their script sent (ms): \([ .[] | .e.diagnosticEvent.message // "" | capture("^probe of (?<h>[^:]+): (?<ms>[0-9]+) ms") | "\(.h) \(.ms)" ] | join(", ")), done at \((.[-1].t - $t0) * 10 | floor / 10) s"
 ' "$work/noop-up.events"
 printf '\n%-34s %10s %14s %8s %s\n' "rolling change (3 nodes)" "time" "VIP requests" "failed" "(of which passed on from a restarting etcd member)"
 for name in etcd-flag apiserver-flag controller-manager-flag; do
