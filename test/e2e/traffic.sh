@@ -10,7 +10,10 @@
 #                        requests that kube-apiserver answered with a 500 passing on what etcd's client got from a
 #                        member restarting: "leader changed" for a quorum read in flight when the leader changes,
 #                        "server closed the stream without sending trailers" or "transport is closing" for one in
-#                        flight to the member that stops; kubernetes/kubernetes#112152, etcd-io/etcd#8916),
+#                        flight to the member that stops; kubernetes/kubernetes#112152, etcd-io/etcd#8916; "malformed
+#                        header: missing HTTP content-type" for one that reaches it as it stops: with TLS, etcd serves
+#                        gRPC through grpc-go's Server.ServeHTTP, which returns without writing a response once the
+#                        server is stopped (addConn refuses), so the client reads an empty 200),
 #                        TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
 #                        (the most seen down at one sampled moment); the failed requests' errors (curl's, or
 #                        the status and the start of the body) are in $work/traffic-NAME.errors.
@@ -78,7 +81,7 @@ traffic_stop() {
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
   read -r TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN <"$work/traffic-$name.down" || TRAFFIC_ETCD_DOWN=99 TRAFFIC_LB_DOWN=99
-  TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing))"' \
+  TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing)|rpc error: code = Unknown desc = malformed header: missing HTTP content-type)"' \
     "$work/traffic-$name.errors" || true)
   export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_RESTART TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }
