@@ -326,6 +326,7 @@ interface Session {
 export function sshProbeRunner(ssh: SshSettings, keyFile: string, sshCommand = "ssh"): ConnectingProbeRunner {
     const pinned = new Set(Object.keys(ssh.hostKeys));
     const knownHostsText = pinnedHostLines(ssh).map(line => `${line}\n`).join("");
+    const keyBytes = fs.readFileSync(keyFile);
     const sessions = new Map<string, Session>();
     const open = (host: Machine, share = true): Session => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-probe-"));
@@ -334,7 +335,6 @@ export function sshProbeRunner(ssh: SshSettings, keyFile: string, sshCommand = "
         process.once("exit", removeDir);
         const key = path.join(dir, "key");
         const knownHosts = path.join(dir, "known_hosts");
-        const keyBytes = fs.readFileSync(keyFile);
         fs.writeFileSync(key, keyBytes, { mode: 0o600 });
         fs.writeFileSync(knownHosts, knownHostsText, { mode: 0o600 });
         const socket = share ? sharedConnection(keyBytes, knownHostsText, `${ssh.user}@${host.address}:${ssh.port}`,
