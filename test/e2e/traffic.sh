@@ -82,18 +82,24 @@ traffic_watch() {
       >"$work/traffic-$name.watch.$host" 2>/dev/null || true
 }
 
+# traffic_most_down NAME: from the watches' files, TRAFFIC_ETCD_DOWN, the most etcd members down in one second
+# (the nodes' lines by the second they were taken, each node once a second), and TRAFFIC_LB_DOWN, the most
+# real servers out at one sample of the gateway; 99 for either when nothing was sampled, which fails the checks.
+traffic_most_down() {
+  local name=$1
+  TRAFFIC_ETCD_DOWN=$(awk '{ seen = 1 } $2 != "up" && !((FILENAME, $1) in counted) { counted[FILENAME, $1]; down[$1]++ }
+    END { m = 0; for (t in down) if (down[t] > m) m = down[t]; print seen ? m : 99 }' "$work/traffic-$name.watch."control* 2>/dev/null)
+  TRAFFIC_LB_DOWN=$(awk '{ seen = 1; if ($2 > m) m = $2 } END { print seen ? m + 0 : 99 }' "$work/traffic-$name.watch.gateway" 2>/dev/null)
+  TRAFFIC_ETCD_DOWN=${TRAFFIC_ETCD_DOWN:-99} TRAFFIC_LB_DOWN=${TRAFFIC_LB_DOWN:-99}
+}
+
 traffic_stop() {
   local name=$1
   : >"$work/traffic-$name.stop"
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
-  # The most etcd members down in one second (lines of the nodes' watches, by the second they were taken), and
-  # the most real servers out at one sample; none sampled: 99, which fails the checks.
-  TRAFFIC_ETCD_DOWN=$(awk '{ seen = 1 } $2 != "up" && !((FILENAME, $1) in counted) { counted[FILENAME, $1]; down[$1]++ }
-    END { m = 0; for (t in down) if (down[t] > m) m = down[t]; print seen ? m : 99 }' "$work/traffic-$name.watch."control* 2>/dev/null)
-  TRAFFIC_LB_DOWN=$(awk '{ seen = 1; if ($2 > m) m = $2 } END { print seen ? m + 0 : 99 }' "$work/traffic-$name.watch.gateway" 2>/dev/null)
+  traffic_most_down "$name"
   TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing)|rpc error: code = Unknown desc = malformed header: missing HTTP content-type)"' \
     "$work/traffic-$name.errors" || true)
-  TRAFFIC_ETCD_DOWN=${TRAFFIC_ETCD_DOWN:-99} TRAFFIC_LB_DOWN=${TRAFFIC_LB_DOWN:-99}
   export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_RESTART TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }
