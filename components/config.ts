@@ -108,7 +108,7 @@ export interface ClusterConfig {
      * its stop for 60 s; 0: the seed's flags. A restart the program makes is drained through the gateway first,
      * yet still waits this long: each of a rolling change's restarts pays it. Default 3: ldirectord checks
      * every second (about 1.2 s a round on the lab's emulated gateway) and took a stopped API server to weight 0
-     * within 0.5-1.5 s of SIGTERM there.
+     * within 0.5-1.6 s of SIGTERM in 11 stops by hand there, none of 308 requests failing under 6 of them.
      */
     apiServerShutdownDelaySeconds: number;
     /** Extra or overriding flags per component. */
