@@ -5,8 +5,9 @@
 // sudo, then bash waits for its script). While the program constructs them (synchronously), steps say what they
 // want observed on their host (`observe`: files, units, addresses, kernel parameters, versions); once
 // construction is over index.ts calls `startProbes`, each session gets its script, and the facts reach whoever
-// asked (drift markers, drift.ts; the version skew refusal, preflight.ts). The remote side is a fixed read-only bash script, on ssh's stdin to `sudo -n bash -s` as the
-// snapshot steps send theirs; what to observe is data in a quoted heredoc (never expanded), one item a line.
+// asked (drift markers, drift.ts; the version skew refusal, preflight.ts). The remote side is a fixed
+// read-only bash script, on ssh's stdin to `sudo -n bash -s` as the snapshot steps send theirs; what to observe
+// is data in a quoted heredoc (never expanded), one item a line.
 // It prints one line per fact: sha256 sums, modes, owners, unit states, never a file's content.
 //
 // Under Pulumi's mocks there is no host: tests feed facts with `setProbeRunner`.
@@ -486,9 +487,10 @@ export function connectProbes(runner: ProbeRunner | ConnectingProbeRunner | unde
 
 /**
  * Probes every host something asked about, once each and all together, with the runner of `connectProbes`.
- * The facts go to whoever asked (`observe`, `probed`): a host that cannot be probed fails them, naming the host and its address, in a preview as at `up` (with the key configured, a
- * preview is a refresh: it must not pass while a host is unseen); a preview without `ssh` where pulumi runs
- * goes on without the probe, as one without the key. Settles when the probes are over; never rejects.
+ * The facts go to whoever asked (`observe`, `probed`): a host that cannot be probed fails them, naming the
+ * host and its address, in a preview as at `up` (with the key configured, a preview is a refresh: it must not
+ * pass while a host is unseen); a preview without `ssh` where pulumi runs goes on without the probe, as one
+ * without the key. Settles when the probes are over; never rejects.
  */
 export async function startProbes(): Promise<void> {
     started = true;

@@ -4,8 +4,8 @@
 #   traffic_start NAME   in the background, until traffic_stop (and for TRAFFIC_MAX_SECONDS at most):
 #                        - a real API request through the VIP every 0.2 s (5/s at most): an authenticated
 #                          list of kube-system's configmaps, a quorum read that reaches etcd, answered 200;
-#                        - once a second, how many etcd members are not active and how many of the load
-#                          balancer's real servers are not at weight 1.
+#                        - once a second, through one SSH session per host, which etcd members are not
+#                          active and how many of the load balancer's real servers are not at weight 1.
 #   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_ETCD_RESTART (the failed
 #                        requests that kube-apiserver answered with a 500 passing on what etcd's client got from a
 #                        member restarting: "leader changed" for a quorum read in flight when the leader changes,
@@ -15,7 +15,7 @@
 #                        gRPC through grpc-go's Server.ServeHTTP, which returns without writing a response once the
 #                        server is stopped (addConn refuses), so the client reads an empty 200),
 #                        TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
-#                        (the most seen down at one sampled moment); the failed requests' errors (curl's, or
+#                        (the most down in one second, and at one sample of the gateway); the failed requests' errors (curl's, or
 #                        the status and the start of the body) are in $work/traffic-NAME.errors.
 # Needs $work/ca.pem and $work/admin.kubeconfig (the stack outputs), and kubectl in $work/bin.
 : "${work:?set work before sourcing test/e2e/traffic.sh}"
