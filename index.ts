@@ -17,6 +17,10 @@ import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseVersionSkew } from "./components/preflight";
 import { holdResourcesUntil, loadStack } from "./components/stack";
+import { leavePromiseTracesUnformatted } from "./components/traces";
+
+// The stack traces the SDK takes for every promise are left unformatted: they are shown only on request.
+leavePromiseTracesUnformatted();
 
 // Config is validated before any resource exists.
 const { config, ssh, keyFile } = loadStack();
