@@ -12,7 +12,7 @@ import { DepartureWhich, EtcdDepartures, joinerOf, MembershipRecord, planMembers
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
 import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
-import { connectProbes, probed, sshProbeRunner, startProbes } from "./components/remote/probe";
+import { connectProbes, knownSums, probed, sshProbeRunner, startProbes, useKnownSums } from "./components/remote/probe";
 import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseVersionSkew } from "./components/preflight";
@@ -39,6 +39,8 @@ const lastOutput = <T>(name: string) => lastDeployment.getOutputDetails(name).th
 
 export = async () => {
     const previousMarkers = await lastOutput<Record<string, string>>("driftMarkers");
+    // The binaries' sums the last run's probes read: not read again while each file's identity holds.
+    useKnownSums(await lastOutput("probeSums"));
     // A stack deployed before the API servers' drain existed gets its gateway steps beside a running load
     // balancer: they act when created, this once (components/apiServer.ts).
     const drainOnCreate = (await lastOutput<string>("apiUrl")) !== undefined && (await lastOutput<string>("apiServerDrain")) === undefined;
@@ -146,6 +148,8 @@ export = async () => {
     return {
         // The first output: it fails when the probes or the version skew policy refuse.
         driftMarkers: markersOnceChecked,
+        // What this run's probes read of the binaries, with each file's identity: the next run's known sums.
+        probeSums: probed().then(knownSums, () => ({})),
         // Who the etcd members are and how each first started: the next run plans membership changes from it.
         etcdMembership: membership.record,
         apiUrl: apiServerUrl(config),

@@ -8,7 +8,9 @@
 // asked (drift markers, drift.ts; the version skew refusal, preflight.ts). The remote side is a fixed
 // read-only bash script, on ssh's stdin to `sudo -n bash -s` as the snapshot steps send theirs; what to observe
 // is data in a quoted heredoc (never expanded), one item a line.
-// It prints one line per fact: sha256 sums, modes, owners, unit states, never a file's content.
+// It prints one line per fact: sha256 sums, modes, owners, unit states, never a file's content. A binary's sum
+// is kept (stack output `probeSums`) with the file's identity (size, inode, times): the next run does not read
+// the binary again while that holds, about 300 MB a control node.
 //
 // Under Pulumi's mocks there is no host: tests feed facts with `setProbeRunner`.
 import { ChildProcess, spawn } from "child_process";
@@ -50,6 +52,11 @@ export interface ProbeQuery {
     sysctls: string[];
     /** Binaries: the first line `--version` prints. */
     versions: VersionQuery[];
+    /**
+     * Sums an earlier probe read, by path: `IDENTITY SHA256` (`FileFact.identity`). A file of `files` whose
+     * identity is still this one is not read again: its sum is this one.
+     */
+    known?: Record<string, string>;
 }
 
 /** A file as the host has it; every field undefined when there is no such file. */
@@ -60,6 +67,13 @@ export interface FileFact {
     mode?: string;
     /** `user:group`. */
     owner?: string;
+    /**
+     * For a file of 1 MiB or more (a binary) unchanged for a second: `SIZE DEVICE INODE MTIME CTIME` as `stat`
+     * prints them (times to the nanosecond). Any write changes the ctime, and the clock only moves on: while
+     * the identity holds, so does the sum (`ProbeQuery.known`). Undefined for other files, and for one changed
+     * in the second before the probe, which a write in the same clock tick could change unseen.
+     */
+    identity?: string;
 }
 
 /** A unit as systemd reports it (`-` when systemd prints nothing, e.g. no such unit). */
@@ -93,10 +107,17 @@ const QUERY_END = "KTHW_PROBE_QUERY";
 /** The first and last line of the probe's output: lines before (a login banner) are ignored, a missing end fails. */
 const BEGIN = "kthw-probe begin";
 const END = "kthw-probe end";
+/** Files of this many bytes or more (the binaries) are hashed with OpenSSL where there is one, and their sums kept. */
+const BIG_FILE = 1024 * 1024;
+/** `stat`'s line for a file: `MODE USER:GROUP` then its identity (`FileFact.identity`). */
+const STAT_FORMAT = "%a %U:%G %s %d %i %.9Y %.9Z";
+/** A known sum: `SIZE DEVICE INODE MTIME CTIME SHA256`. */
+const KNOWN_SUM = /^[0-9]+ [0-9]+ [0-9]+ [0-9]+(\.[0-9]+)? [0-9]+(\.[0-9]+)? [0-9a-f]{64}$/;
 
 /**
  * The query as data lines, one item each: `file PATH`, `stat PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`,
- * `version ARCH PATH`; a file both hashed and only stat'ed is hashed.
+ * `version ARCH PATH`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a file both hashed and only
+ * stat'ed is hashed.
  */
 export function probeQueryLines(query: ProbeQuery): string[] {
     const word = (what: string, value: string) => {
@@ -118,51 +139,64 @@ export function probeQueryLines(query: ProbeQuery): string[] {
         ...query.addresses.map(a => `addr ${word("device", a.device)} ${word("address", a.address)}`),
         ...query.sysctls.map(k => `sysctl ${word("key", k)}`),
         ...query.versions.map(v => `version ${word("arch", v.arch)} ${last("binary", v.binary)}`),
+        ...Object.entries(query.known ?? {}).filter(([f, known]) => query.files.includes(f) && KNOWN_SUM.test(known))
+            .map(([f, known]) => `sum ${known} ${last("path", f)}`),
     ];
 }
 
 /**
  * The read-only script a probe runs as root (from stdin, `sudo -n bash -s`): for each item of the query, one
- * line `file SHA256|*|dir|- MODE OWNER PATH`, `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`,
- * `sysctl KEY VALUE`, `version PATH FIRST-LINE`, between a begin and an end line. One function, read whole
- * before it runs; every command's stdin is /dev/null (the heredoc is the loop's).
+ * line `file SHA256|*|dir|- MODE OWNER PATH` (and `ident IDENTITY PATH` after a big file's, see
+ * `FileFact.identity`), `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`, `sysctl KEY VALUE`,
+ * `version PATH FIRST-LINE`, between a begin and an end line. One function, read whole before it runs; every
+ * command's stdin is /dev/null (the heredoc is the loop's).
  *
  * Few processes in all: under emulation (the lab's gateway) each one costs tens of milliseconds, a `systemctl`
- * hundreds. The query is read into lists first; then one `stat` for every file, one digest for every file to
- * hash (OpenSSL's sha256 uses the CPU's SHA instructions, coreutils' does not: the Kubernetes binaries, about
- * 300 MB a node, hash about four times faster so; sha256sum where there is no openssl), one `systemctl show`
- * for every unit, kernel parameters read from /proc/sys by bash itself. Both tools print a line per file in
- * the order given; a file that changes under the probe (fewer lines) is read again alone.
+ * hundreds. The query is read into lists first; then one `stat` for every file, one digest for the files of
+ * 1 MiB or more and one for the rest (OpenSSL's sha256 uses the CPU's SHA instructions, coreutils' does not:
+ * the Kubernetes binaries, about 300 MB a node, hash about four times faster so; sha256sum, which starts about
+ * 100 ms sooner on the emulated gateway, for small files, and for all where there is no openssl), one
+ * `systemctl show` for every unit, addresses and kernel parameters read by bash itself (from `ip -o` and
+ * /proc/sys). Both tools print a line per file in the order given; a file that changes under the probe (fewer
+ * lines) is read again alone.
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
-        `if command -v openssl >/dev/null 2>&1; then digest() { openssl dgst -sha256 -r "$@"; }; else digest() { sha256sum "$@"; }; fi`,
+        `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
         `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=()`,
-        `declare -A mode=() sum=()`,
-        // FILE...: one stat for all, each line `MODE USER:GROUP` into mode[FILE]; again one by one when one failed.
+        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=()`,
+        // Seconds since the epoch as the probe starts, before it reads any file.
+        `printf -v start '%(%s)T' -1`,
+        // FILE...: one stat for all, each line `MODE USER:GROUP SIZE DEVICE INODE MTIME CTIME` into mode[FILE],
+        // size[FILE] and ident[FILE] (from SIZE on); again one by one when one failed.
         `stat_all() {`,
-        `  local lines=() i`,
+        `  local lines=() i words=()`,
         `  (($# > 0)) || return 0`,
-        `  mapfile -t lines < <(stat -c '%a %U:%G' -- "$@" 2>/dev/null </dev/null)`,
+        `  mapfile -t lines < <(stat -c '${STAT_FORMAT}' -- "$@" 2>/dev/null </dev/null)`,
         `  if ((\${#lines[@]} != $#)); then`,
         `    lines=()`,
-        `    for i in "$@"; do lines+=("$(stat -c '%a %U:%G' -- "$i" 2>/dev/null </dev/null || echo '- -')"); done`,
+        `    for i in "$@"; do lines+=("$(stat -c '${STAT_FORMAT}' -- "$i" 2>/dev/null </dev/null || echo '- - 0 - - - -')"); done`,
         `  fi`,
-        `  for ((i = 1; i <= $#; i++)); do mode[\${!i}]=\${lines[i - 1]}; done`,
+        `  for ((i = 1; i <= $#; i++)); do`,
+        `    read -r -a words <<<"\${lines[i - 1]}"`,
+        `    mode[\${!i}]="\${words[0]} \${words[1]}" size[\${!i}]=\${words[2]} ident[\${!i}]="\${words[*]:2}"`,
+        `  done`,
         `}`,
-        // FILE...: one digest for all into sum[FILE] (the first word of each line; sha256sum escapes odd names with a \).
+        // TOOL FILE...: one run of TOOL for all into sum[FILE] (the first word of each line; sha256sum escapes odd
+        // names with a \).
         `digest_all() {`,
-        `  local lines=() i line`,
+        `  local tool=$1 lines=() i line`,
+        `  shift`,
         `  (($# > 0)) || return 0`,
-        `  mapfile -t lines < <(digest "$@" 2>/dev/null </dev/null)`,
+        `  mapfile -t lines < <("$tool" "$@" 2>/dev/null </dev/null)`,
         `  if ((\${#lines[@]} != $#)); then`,
         `    lines=()`,
-        `    for i in "$@"; do lines+=("$(digest "$i" 2>/dev/null </dev/null || echo -)"); done`,
+        `    for i in "$@"; do lines+=("$("$tool" "$i" 2>/dev/null </dev/null || echo -)"); done`,
         `  fi`,
         `  for ((i = 1; i <= $#; i++)); do line=\${lines[i - 1]#\\\\}; sum[\${!i}]=\${line%% *}; done`,
         `}`,
         `probe_files() {`,
-        `  local f kind`,
+        `  local f kind ctime big=() small=()`,
         `  for f in "\${files[@]}"; do`,
         `    kind=\${f%% *} f=\${f#* }`,
         `    if [ -d "$f" ]; then sum[$f]=dir stats+=("$f")`,
@@ -171,10 +205,22 @@ export function probeScript(query: ProbeQuery): string {
         `    fi`,
         `  done`,
         `  stat_all "\${stats[@]}"`,
-        `  digest_all "\${hashed[@]}"`,
+        `  for f in "\${hashed[@]}"; do`,
+        `    if [[ \${knownid[$f]:-} == "\${ident[$f]}" ]]; then sum[$f]=\${knownsum[$f]}`,
+        `    elif ((\${size[$f]:-0} >= ${BIG_FILE})); then big+=("$f")`,
+        `    else small+=("$f")`,
+        `    fi`,
+        `  done`,
+        `  digest_all big_digest "\${big[@]}"`,
+        `  digest_all sha256sum "\${small[@]}"`,
         `  for f in "\${files[@]}"; do`,
         `    f=\${f#* }`,
         `    printf 'file %s %s %s\\n' "\${sum[$f]:--}" "\${mode[$f]:-- -}" "$f"`,
+        // A big file's identity, once its ctime is a second older than the probe's start.
+        `    if [[ \${sum[$f]:-} =~ ^[0-9a-f]{64}$ ]] && ((\${size[$f]:-0} >= ${BIG_FILE})); then`,
+        `      ctime=\${ident[$f]##* }`,
+        `      if ((\${ctime%.*} < start - 1)); then printf 'ident %s %s\\n' "\${ident[$f]}" "$f"; fi`,
+        `    fi`,
         `  done`,
         `}`,
         // One systemctl for every unit: blocks of NAME=VALUE lines, a blank line between units, in the order given.
@@ -192,12 +238,12 @@ export function probeScript(query: ProbeQuery): string {
         `    printf 'unit %s %s %s\\n' "\${enabled[i]:--}" "\${active[i]:--}" "\${units[i]}"`,
         `  done`,
         `}`,
+        // Lines as \`ip -o\` prints them: \`2: lo    inet 192.168.1.21/32 scope global lo ...\`.
         `probe_addr() {`,
-        `  local state=absent`,
-        `  if ip -o addr show dev "$1" 2>/dev/null </dev/null |`,
-        `    awk -v a="$2" '($3 == "inet" || $3 == "inet6") && index($4, a "/") == 1 { found = 1 } END { exit !found }'; then`,
-        `    state=present`,
-        `  fi`,
+        `  local state=absent words=()`,
+        `  while read -r -a words; do`,
+        `    if [[ \${words[2]:-} == inet || \${words[2]:-} == inet6 ]] && [[ \${words[3]:-} == "$2/"* ]]; then state=present; fi`,
+        `  done < <(ip -o addr show dev "$1" 2>/dev/null </dev/null)`,
         `  printf 'addr %s %s %s\\n' "$state" "$1" "$2"`,
         `}`,
         // As sysctl reads it: dots separate the path's parts unless it has slashes; tabs and runs of spaces as one space.
@@ -218,7 +264,7 @@ export function probeScript(query: ProbeQuery): string {
         `  printf 'version %s %s\\n' "$2" "\${line:--}"`,
         `}`,
         `main() {`,
-        `  local kind rest item`,
+        `  local kind rest item s d i m c sha f`,
         `  echo '${BEGIN}'`,
         `  while read -r kind rest; do`,
         `    case $kind in`,
@@ -227,6 +273,7 @@ export function probeScript(query: ProbeQuery): string {
         `      addr) addrs+=("$rest") ;;`,
         `      sysctl) sysctls+=("$rest") ;;`,
         `      version) versions+=("$rest") ;;`,
+        `      sum) read -r s d i m c sha f <<<"$rest"; knownid[$f]="$s $d $i $m $c" knownsum[$f]=$sha ;;`,
         `      *) echo "unknown probe item: $kind" >&2; exit 2 ;;`,
         `    esac`,
         `  done <<'${QUERY_END}'`,
@@ -260,6 +307,12 @@ export function parseProbeOutput(text: string): HostFacts {
             case "file":
                 if (words.length >= 5) {
                     facts.files[rest(4)] = { sha256: unset(words[1]), mode: unset(words[2]), owner: unset(words[3]) };
+                    continue;
+                }
+                break;
+            case "ident":
+                if (words.length >= 7 && facts.files[rest(6)] !== undefined) {
+                    facts.files[rest(6)].identity = words.slice(1, 6).join(" ");
                     continue;
                 }
                 break;
@@ -459,6 +512,43 @@ export function observe(host: Machine, want: Partial<ProbeQuery>): Promise<HostF
     return everyHost.then(all => all.get(host.name));
 }
 
+/**
+ * The sums of the big files the probes read or reused, by host and path, where the file has an identity: the
+ * stack output `probeSums`, which the next run gives back to `useKnownSums`.
+ */
+export function knownSums(hosts: ProbedHosts): Record<string, Record<string, string>> {
+    const sums: Record<string, Record<string, string>> = {};
+    for (const [host, facts] of hosts) {
+        const known = Object.entries(facts?.files ?? {}).flatMap(([file, f]) => {
+            const value = `${f.identity} ${f.sha256}`;
+            return f.identity !== undefined && KNOWN_SUM.test(value) ? [[file, value]] : [];
+        });
+        if (known.length > 0) {
+            sums[host] = Object.fromEntries(known);
+        }
+    }
+    return sums;
+}
+
+let lastKnown: Record<string, Record<string, string>> = {};
+
+/**
+ * The sums the last run's probes read (its stack output `probeSums`; anything else is ignored): this run's
+ * probes do not read those files again while their identity holds (the Kubernetes binaries, about 300 MB a node).
+ */
+export function useKnownSums(value: unknown): void {
+    lastKnown = {};
+    if (typeof value !== "object" || value === null) {
+        return;
+    }
+    for (const [host, sums] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof sums === "object" && sums !== null) {
+            lastKnown[host] = Object.fromEntries(Object.entries(sums as Record<string, unknown>)
+                .filter((entry): entry is [string, string] => typeof entry[1] === "string" && KNOWN_SUM.test(entry[1])));
+        }
+    }
+}
+
 /** Every host's facts, once probed (rejected, naming each host, when a probe failed). */
 export function probed(): Promise<ProbedHosts> {
     return everyHost;
@@ -510,7 +600,8 @@ export async function startProbes(): Promise<void> {
     const running = hosts.map(async h => {
         const t0 = Date.now();
         try {
-            return await probe(h.host, h.query);
+            const known = lastKnown[h.host.name];
+            return await probe(h.host, known === undefined ? h.query : { ...h.query, known });
         } finally {
             // Where a run's time goes (npm run bench reads it from the engine's events).
             void pulumi.log.debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);

@@ -90,6 +90,26 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         assert.deepEqual(markersOf(steady), markersOf(first));
     });
 
+    test("the binaries' sums a run read, with their identity, go to the next run's probes; what is not one is dropped", () => {
+        const identity = "123637922 39 2417086 1795886576.639438723 1795886576.639438723";
+        const hosts = copy(inSync);
+        const apiserver = "/usr/local/bin/kube-apiserver";
+        hosts.control0.files[apiserver] = { ...hosts.control0.files[apiserver], identity };
+        const read = runProgram(config, { probe: { hosts, lastOutputs: steady.outputs } });
+        assert.equal(read.error, undefined, read.error);
+        const sum = `${identity} ${hosts.control0.files[apiserver].sha256}`;
+        assert.deepEqual(read.outputs.probeSums, { control0: { [apiserver]: sum } });
+        assert.deepEqual(changed(steady, read), [], "an output, not a step");
+        const next = runProgram(config, { probe: { hosts, lastOutputs: {
+            ...read.outputs, probeSums: { ...(read.outputs.probeSums as object), control1: { [apiserver]: "rm -rf /" }, gateway: "nope" } } } });
+        assert.equal(next.error, undefined, next.error);
+        const known = (host: string) => next.probes.find(p => p.host === host)!.query.known;
+        assert.deepEqual(known("control0"), { [apiserver]: sum });
+        assert.deepEqual(known("control1"), {});
+        assert.equal(known("gateway"), undefined);
+        assert.deepEqual(changed(steady, next), []);
+    });
+
     test("hand edits: exactly the steps concerned change, by a marker in their create and update scripts", () => {
         assert.equal(drifted.error, undefined, drifted.error);
         assert.deepEqual(changed(steady, drifted), CHANGED);

@@ -12,7 +12,8 @@ import { localSshLines } from "../../components/remote/ssh";
 import { DEFAULTS } from "../../components/config";
 import { Expectation, factsInSync, isInSync, nextMarker, observedLine, probeQueryOf, withDriftMarker } from "../../components/remote/drift";
 import {
-    emptyFacts, emptyQuery, HostFacts, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable, sshProbeRunner,
+    emptyFacts, emptyQuery, HostFacts, knownSums, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable,
+    sshProbeRunner,
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
 import { installedRelease, skewAllowed, versionSkewProblems } from "../../components/preflight";
@@ -62,11 +63,13 @@ describe("the probe script", () => {
         assert.notEqual(facts.units["kthw-no-such-unit"].enabled, "enabled");
     });
 
-    test("hashes with openssl where there is one, else with sha256sum: the same sums", () => {
+    test("hashes big files with openssl where there is one, else with sha256sum, small ones with sha256sum: the same sums", () => {
         const dir = scratch();
         const file = path.join(dir, "kube-apiserver");
         fs.writeFileSync(file, crypto.randomBytes(3 * 1024 * 1024));
-        const text = probeScript(query({ files: [file] }));
+        const small = path.join(dir, "kube-apiserver.service");
+        fs.writeFileSync(small, "[Unit]\n");
+        const text = probeScript(query({ files: [file, small] }));
         // A PATH with every tool the script needs but openssl.
         const bin = path.join(dir, "bin");
         fs.mkdirSync(bin);
@@ -79,13 +82,14 @@ describe("the probe script", () => {
         const sums = [process.env.PATH!, bin].map(PATH => {
             const run = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH } });
             assert.equal(run.status, 0, run.stderr);
-            return parseProbeOutput(run.stdout).files[file].sha256;
+            const facts = parseProbeOutput(run.stdout);
+            return [facts.files[file].sha256, facts.files[small].sha256];
         });
-        const expected = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+        const expected = [crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex"), sha("[Unit]\n")];
         assert.deepEqual(sums, [expected, expected]);
     });
 
-    test("starts one stat, one digest and one systemctl for all its items, and reads each unit's states from its own block", () => {
+    test("starts one stat, one digest for the files of 1 MiB or more and one for the rest, one systemctl; reads each unit's states from its own block", () => {
         const dir = scratch();
         const bin = path.join(dir, "bin");
         fs.mkdirSync(bin);
@@ -102,19 +106,22 @@ describe("the probe script", () => {
             "printf 'UnitFileState=disabled\\nActiveState=failed\\n'", ""].join("\n"), { mode: 0o755 });
         const files = ["a", "b", "c"].map(name => path.join(dir, name));
         files.forEach((f, i) => fs.writeFileSync(f, `content ${i}`));
-        const text = probeScript(query({ files: [...files, path.join(dir, "missing")], stats: [path.join(dir, "calls")],
+        const bigFiles = ["etcd", "kube-apiserver"].map(name => path.join(dir, name));
+        bigFiles.forEach((f, i) => fs.writeFileSync(f, Buffer.alloc(1024 * 1024 + i, i)));
+        const text = probeScript(query({ files: [...files, ...bigFiles, path.join(dir, "missing")], stats: [path.join(dir, "calls")],
             units: ["etcd", "kthw-none", "kube-apiserver"] }));
         const run = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
         assert.equal(run.status, 0, run.stderr);
         const facts = parseProbeOutput(run.stdout);
         files.forEach((f, i) => assert.equal(facts.files[f].sha256, sha(`content ${i}`), f));
+        bigFiles.forEach(f => assert.equal(facts.files[f].sha256, crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex"), f));
         assert.deepEqual(facts.units, {
             etcd: { enabled: "enabled", active: "active" },
             "kthw-none": { enabled: "-", active: "inactive" },
             "kube-apiserver": { enabled: "disabled", active: "failed" },
         });
         const called = fs.readFileSync(calls, "utf8").trim().split("\n");
-        assert.deepEqual(called.map(c => c.split(" ")[0]).sort(), ["openssl", "stat", "systemctl"]);
+        assert.deepEqual(called.map(c => c.split(" ")[0]).sort(), ["openssl", "sha256sum", "stat", "systemctl"]);
         assert.equal(called.find(c => c.startsWith("systemctl")), "systemctl show --property=UnitFileState,ActiveState -- etcd kthw-none kube-apiserver");
     });
 
@@ -146,6 +153,55 @@ describe("the probe script", () => {
         assert.equal(facts.versions["/usr/local/bin/etcd"], "etcd Version: 3.5.9");
         assert.throws(() => parseProbeOutput("kthw-probe begin\nunit enabled active etcd\n"), /incomplete/);
         assert.throws(() => parseProbeOutput("kthw-probe begin\ncat /etc/shadow\nkthw-probe end\n"), /unexpected line/);
+    });
+
+    test("a big file's sum read before is not read again while its identity holds; a file changed within the second has none", () => {
+        const runProbe = (q: Partial<ProbeQuery>) => {
+            const run = spawnSync("bash", ["-s"], { input: probeScript(query(q)), encoding: "utf8" });
+            assert.equal(run.status, 0, run.stderr);
+            return parseProbeOutput(run.stdout);
+        };
+        // A big file unchanged for long: this very Node.js binary, read only.
+        const old = process.execPath;
+        const real = crypto.createHash("sha256").update(fs.readFileSync(old)).digest("hex");
+        const first = runProbe({ files: [old] }).files[old];
+        assert.equal(first.sha256, real);
+        assert.match(first.identity ?? "", /^[0-9]+ [0-9]+ [0-9]+ [0-9]+\.[0-9]{9} [0-9]+\.[0-9]{9}$/);
+        assert.equal(first.identity!.split(" ")[0], String(fs.statSync(old).size));
+        // Given back with another sum: that sum is reported, so the file was not read.
+        const fake = "a".repeat(64);
+        assert.equal(runProbe({ files: [old], known: { [old]: `${first.identity} ${fake}` } }).files[old].sha256, fake);
+        // Another identity (another inode, or any write, which moves the ctime): read again.
+        const [size, device, inode, mtime, ctime] = first.identity!.split(" ");
+        const moved = `${size} ${device} ${Number(inode) + 1} ${mtime} ${ctime}`;
+        assert.equal(runProbe({ files: [old], known: { [old]: `${moved} ${fake}` } }).files[old].sha256, real);
+        // A big file just written: hashed, but no identity to keep (a write in the same clock tick could follow).
+        const fresh = path.join(scratch(), "kube-apiserver");
+        fs.copyFileSync(old, fresh);
+        const now = runProbe({ files: [fresh], known: { [fresh]: `${first.identity} ${fake}` } }).files[fresh];
+        assert.deepEqual([now.sha256, now.identity], [real, undefined]);
+        // Small files have none either, and a sum given for a file not asked is not sent.
+        const small = path.join(scratch(), "a.pem");
+        fs.writeFileSync(small, "x");
+        assert.equal(runProbe({ files: [small] }).files[small].identity, undefined);
+        assert.doesNotMatch(probeScript(query({ files: [small], known: { [old]: `${first.identity} ${fake}` } })), /^sum /m);
+        assert.doesNotMatch(probeScript(query({ files: [old], known: { [old]: `not an identity ${fake}` } })), /^sum /m);
+    });
+
+    test("the sums kept for the next run: files with an identity, by host", () => {
+        const facts = (files: HostFacts["files"]): HostFacts => ({ ...emptyFacts(), files });
+        const identity = "123 39 2417086 1795886576.639438723 1795886576.639438723";
+        const hosts = new Map<string, HostFacts | undefined>([
+            ["control0", facts({
+                "/usr/local/bin/kube-apiserver": { sha256: "e".repeat(64), mode: "755", owner: "root:root", identity },
+                "/etc/etcd/ca.pem": { sha256: "c".repeat(64), mode: "644", owner: "root:root" },
+                "/usr/local/bin/etcd": { sha256: "*", mode: "755", owner: "root:root", identity },
+            })],
+            ["gateway", facts({ "/etc/ha.d/ldirectord.cf": { sha256: "d".repeat(64), mode: "644", owner: "root:root" } })],
+            ["control1", undefined],
+        ]);
+        const kept = knownSums(hosts);
+        assert.deepEqual(kept, { control0: { "/usr/local/bin/kube-apiserver": `${identity} ${"e".repeat(64)}` } });
     });
 });
 
