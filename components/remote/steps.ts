@@ -145,7 +145,10 @@ export interface ServiceSpec {
     unitName: string;
     /** Changes whenever anything the service reads changes; a change re-runs the step, which restarts. */
     fingerprint: string;
-    /** The unit file is written from stdin; false for a unit a package ships (ldirectord). */
+    /**
+     * The unit file is written from stdin; false for a unit a package ships (ldirectord), which is enabled and
+     * disabled without systemctl's SysV hooks (see `serviceScripts`).
+     */
     ownsUnitFile: boolean;
     /** How a running service takes a change: restart, or reload (ldirectord keeps its real servers' state). */
     onChange: "restart" | "reload";
@@ -205,18 +208,23 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
             `systemctl daemon-reload`]
         : [];
     const header = `# re-run (and ${spec.onChange}) when the inputs change: ${spec.fingerprint}`;
-    const start = [`systemctl enable --quiet ${unit}`, `systemctl restart${block} ${unit}`];
+    // A unit a package ships may come with a SysV script of the same name (ldirectord's does): systemctl's SysV
+    // hooks would run update-rc.d on every enable and disable (8 s of the 11 s `systemctl enable ldirectord`
+    // takes on the lab's emulated gateway). systemd runs the native unit; the rc.d links decide nothing.
+    // SYSTEMCTL_SKIP_SYSV: systemd's docs/ENVIRONMENT.md. The units the program writes have no such script.
+    const unitFiles = spec.ownsUnitFile ? "systemctl" : "SYSTEMCTL_SKIP_SYSV=1 systemctl";
+    const enable = `${unitFiles} enable --quiet ${unit}`;
+    const start = [enable, `systemctl restart${block} ${unit}`];
     const change = spec.onChange === "reload"
-        ? [`systemctl enable --quiet ${unit}`,
-            `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start ${unit}; fi`]
-        : [`systemctl enable --quiet ${unit}`, `systemctl restart ${unit}`];
+        ? [enable, `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start ${unit}; fi`]
+        : [enable, `systemctl restart ${unit}`];
     return {
         create: script(header, ...install, ...(spec.beforeStart ?? []), ...start,
             ...(spec.afterStart ? waitLines(spec.afterStart) : [])),
         update: script(header, ...install, ...(spec.beforeChange ?? []), ...change,
             ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
         delete: script(
-            `systemctl disable --now --quiet ${unit} 2>/dev/null || true`,
+            `${unitFiles} disable --now --quiet ${unit} 2>/dev/null || true`,
             ...(spec.ownsUnitFile ? [`rm -f ${unitFile}`, `systemctl daemon-reload`] : []),
             `systemctl reset-failed ${unit} 2>/dev/null || true`,
             ...(spec.afterRemove ?? []),

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { test } from "node:test";
 import { versionSkewCheck } from "../../components/preflight";
-import { binaryScripts, fileScripts } from "../../components/remote/steps";
+import { binaryScripts, fileScripts, serviceScripts } from "../../components/remote/steps";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-steps-"));
 function bash(script: string, stdin = ""): { status: number | null; stderr: string } {
@@ -83,4 +83,25 @@ test("preflight refuses an upgrade that skips a minor release or goes back acros
         bash(versionSkewCheck("etcdVersion", etcd, "etcd Version: ", wanted, "arm64").test).status === 0;
     assert.ok(etcdCheck("3.5.35") && etcdCheck("3.6.0"), "etcd: a patch, or the next minor");
     assert.ok(!etcdCheck("3.4.30") && !etcdCheck("3.7.0"), "etcd: back across a minor, or skipping one");
+});
+
+test("a package's unit is enabled and disabled without systemctl's SysV hooks; a unit the program writes as ever", () => {
+    // A fake systemctl on PATH that records each call with the SysV switch it was given.
+    const dir = scratch();
+    const calls = path.join(dir, "calls");
+    fs.writeFileSync(path.join(dir, "systemctl"), `#!/bin/bash\necho "skip=\${SYSTEMCTL_SKIP_SYSV:-} $*" >>${calls}\n`, { mode: 0o755 });
+    const run = (text: string) => {
+        fs.rmSync(calls, { force: true });
+        const result = spawnSync("bash", ["-c", text], { encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+        assert.equal(result.status, 0, result.stderr);
+        return fs.readFileSync(calls, "utf8").trim().split("\n");
+    };
+    const packaged = serviceScripts({ unitName: "ldirectord", fingerprint: "f", ownsUnitFile: false, onChange: "reload" });
+    assert.deepEqual(run(packaged.create), ["skip=1 enable --quiet ldirectord", "skip= restart ldirectord"]);
+    assert.equal(run(packaged.update!)[0], "skip=1 enable --quiet ldirectord");
+    assert.equal(run(packaged.delete!)[0], "skip=1 disable --now --quiet ldirectord");
+    // The program's own units: the scripts of a deployed stack do not change.
+    const own = serviceScripts({ unitName: "kube-scheduler", fingerprint: "f", ownsUnitFile: true, onChange: "restart" });
+    assert.deepEqual(run(own.delete!).slice(0, 1), ["skip= disable --now --quiet kube-scheduler"]);
+    assert.match(own.create, /\nsystemctl enable --quiet 'kube-scheduler'\nsystemctl restart 'kube-scheduler'/);
 });
