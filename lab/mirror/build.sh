@@ -19,6 +19,8 @@
 #                   e.g. go1.21.13 fetches that Go from the module proxy)
 #   KCP_FORCE=1     rebuild even if the mirror already holds verified artifacts
 #   KCP_ONLY        "kube", "etcd" or "" (both)
+#   KCP_KUBE_BINS   the Kubernetes binaries to build, space-separated (default:
+#                   kube-apiserver kube-controller-manager kube-scheduler kubectl)
 #
 # A second run with the same versions rebuilds nothing: it only re-hashes the
 # artifacts, checks them against their .sha256 files, checks the versions the
@@ -40,7 +42,7 @@ export GOFLAGS="-buildvcs=false"
 KCP_FORCE="${KCP_FORCE:-0}"
 KCP_ONLY="${KCP_ONLY:-}"
 
-KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+read -r -a KUBE_BINS <<<"${KCP_KUBE_BINS:-kube-apiserver kube-controller-manager kube-scheduler kubectl}"
 KUBE_REL="kubernetes-release/release/v${KUBE_VERSION}/bin/linux/${ARCH}"
 ETCD_NAME="etcd-v${ETCD_VERSION}-linux-${ARCH}"
 ETCD_REL="etcd-io/etcd/releases/download/v${ETCD_VERSION}/${ETCD_NAME}.tar.gz"
@@ -54,6 +56,10 @@ done
 [[ "$KUBE_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad kube version: $KUBE_VERSION"
 [[ "$ETCD_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad etcd version: $ETCD_VERSION"
 [[ "$ARCH" =~ ^[a-z0-9]+$ ]] || die "bad arch: $ARCH"
+for b in "${KUBE_BINS[@]}"; do
+  [[ " kube-apiserver kube-controller-manager kube-scheduler kubectl " == *" $b "* ]] || die "KCP_KUBE_BINS: no such binary: $b"
+done
+((${#KUBE_BINS[@]} > 0)) || die "KCP_KUBE_BINS names no binary"
 HOST_ARCH="$(go env GOHOSTARCH)"
 
 mkdir -p "$MIRROR_DIR" "$BUILD_DIR" "$GOCACHE"
