@@ -11,6 +11,8 @@
 # Uses run.sh's run_pulumi, rolled_up, etcdctl_on, on, kubectl_lab, snapshot, ipvs_weights, $work, $STACK and
 # lab/lib.sh's LAB_NODES (the cluster's nodes: set here as the cluster changes), LAB_IP, LAB_RUN.
 # shellcheck disable=SC2154 # work and STACK are run.sh's
+# The nodes powered off and forgotten (never destroyed): run.sh's last check does not compare them.
+MEMBERSHIP_FORGOTTEN=()
 
 # membership_set NODE...: the stack's control-plane:nodes, in this order.
 membership_set() {
@@ -85,6 +87,7 @@ membership_test() {
   on control2 sudo systemctl poweroff || true
   wait_for "control2's container to stop" 60 bash -c "! kill -0 \$(cat '$LAB_RUN/nodes/control2/nspawn.pid') 2>/dev/null" || true
   check "membership: control2 powered off is out of the load balancer" wait_for "control2 at weight 0" 30 weight_is "${LAB_IP[control2]}" 0
+  MEMBERSHIP_FORGOTTEN+=(control2)
   if PATH=$PATH bash scripts/forget-node.sh control2 --stack "$STACK" --non-interactive >"$work/forget.log" 2>&1; then
     pass "membership: scripts/forget-node.sh control2 ($(grep -c '^  ' "$work/forget.log") resources forgotten)"
   else
