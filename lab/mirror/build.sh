@@ -42,7 +42,8 @@ export GOFLAGS="-buildvcs=false"
 KCP_FORCE="${KCP_FORCE:-0}"
 KCP_ONLY="${KCP_ONLY:-}"
 
-read -r -a KUBE_BINS <<<"${KCP_KUBE_BINS:-kube-apiserver kube-controller-manager kube-scheduler kubectl}"
+ALL_KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+read -r -a KUBE_BINS <<<"${KCP_KUBE_BINS:-${ALL_KUBE_BINS[*]}}"
 KUBE_REL="kubernetes-release/release/v${KUBE_VERSION}/bin/linux/${ARCH}"
 ETCD_NAME="etcd-v${ETCD_VERSION}-linux-${ARCH}"
 ETCD_REL="etcd-io/etcd/releases/download/v${ETCD_VERSION}/${ETCD_NAME}.tar.gz"
@@ -57,7 +58,7 @@ done
 [[ "$ETCD_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad etcd version: $ETCD_VERSION"
 [[ "$ARCH" =~ ^[a-z0-9]+$ ]] || die "bad arch: $ARCH"
 for b in "${KUBE_BINS[@]}"; do
-  [[ " kube-apiserver kube-controller-manager kube-scheduler kubectl " == *" $b "* ]] || die "KCP_KUBE_BINS: no such binary: $b"
+  [[ " ${ALL_KUBE_BINS[*]} " == *" $b "* ]] || die "KCP_KUBE_BINS: no such binary: $b (known: ${ALL_KUBE_BINS[*]})"
 done
 ((${#KUBE_BINS[@]} > 0)) || die "KCP_KUBE_BINS names no binary"
 HOST_ARCH="$(go env GOHOSTARCH)"
