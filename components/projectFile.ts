@@ -23,8 +23,9 @@ export function renderProjectFile(): string {
         name: CONFIG_NAMESPACE,
         description: "Kubernetes the hard way, chapter 5: the control plane (etcd, API servers behind an IPVS VIP, " +
             "controller managers, schedulers) installed over SSH",
-        // The engine runs the program transpiled only (tsconfig.pulumi.json: noCheck), for every user and
-        // not only our scripts: the type check is `npm run lint`'s and `npm test`'s.
+        // The engine runs the program transpiled only (tsconfig.pulumi.json: noCheck), by SWC through ts-node
+        // (its `swc` option), for every user and not only our scripts: the type check is `npm run lint`'s and
+        // `npm test`'s.
         runtime: { name: "nodejs", options: { typescript: true, tsconfig: "tsconfig.pulumi.json" } },
         config,
     });
