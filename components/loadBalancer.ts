@@ -15,7 +15,7 @@ import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq, waitUntil } from "./remote/shell";
 import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings } from "./remote/ssh";
-import { healthGate, localHealthGate, precondition, remoteFile, systemdService } from "./remote/steps";
+import { GateSpec, localHealthGate, precondition, remoteFile, sshHealthGate, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
@@ -124,6 +124,17 @@ export function realServerWeightLines(config: ClusterConfig, node: Machine, weig
         `  echo ${shq(`${who} is not in the load balancer: nothing to do`)}`,
         `fi`,
     ];
+}
+
+/** The gateway's gate: every API server of the VIP at weight 1, as ldirectord holds one that passed its check. */
+export function realServersGate(config: ClusterConfig): Omit<GateSpec, "fingerprint"> {
+    const virtual = `${config.vip}:${config.apiPort}`;
+    return {
+        what: `ldirectord to hold all ${config.nodes.length} API servers of ${virtual} at weight 1`,
+        probe: `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $4 == 1' | wc -l)" -eq ${config.nodes.length} ]`,
+        timeoutSeconds: config.healthTimeoutSeconds,
+        diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
+    };
 }
 
 /**
@@ -247,15 +258,12 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         childOptions(this, opts.dependsOn, ldirectordCa, ldirectordDropIn, subsys, configFile));
 
         // ldirectord adds each real server at weight 1, then holds it at 0 until its first check passes:
-        // wait until every API server has passed its check, so the VIP serves from all of them.
+        // wait until every API server has passed its check, so the VIP serves from all of them. Over the shared
+        // SSH connection: after a roll, the drain steps have just used it.
         const restarts = fingerprint([ldirectordConfig, pki.caCert, ...args.apiServerFingerprints]);
         const virtual = `${config.vip}:${config.apiPort}`;
-        const realServers = healthGate(`${name}-real-servers-healthy`, gateway, {
-            what: `ldirectord to hold all ${config.nodes.length} API servers of ${virtual} at weight 1`,
-            probe: `[ "$(ipvsadm -Ln -t ${virtual} | awk '$1 == "->" && $4 == 1' | wc -l)" -eq ${config.nodes.length} ]`,
-            timeoutSeconds: config.healthTimeoutSeconds,
-            diagnose: `{ ipvsadm -Ln; tail -n 20 /var/log/ldirectord.log; }`,
-        }, restarts, childOptions(this, opts.dependsOn, ldirectord, gatewayVip, ...args.apiServers));
+        const realServers = sshHealthGate(`${name}-real-servers-healthy`, args.ssh, gateway, realServersGate(config),
+            restarts, childOptions(this, opts.dependsOn, ldirectord, gatewayVip, ...args.apiServers));
 
         this.url = `https://${virtual}`;
         const healthz = `${this.url}/healthz`;

@@ -167,7 +167,8 @@ export function localSshLines(ssh: SshSettings): string[] {
  * A step where `pulumi` runs whose scripts reach the hosts over SSH: the key goes on stdin (a secret in
  * state); a preview without the key keeps the recorded one, so the plan shows real changes only.
  */
-export function sshLocalStep(name: string, ssh: SshAccess, scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete">,
+export function sshLocalStep(name: string, ssh: SshAccess,
+    scripts: Pick<command.local.CommandArgs, "create" | "update" | "delete" | "triggers">,
     opts: pulumi.CustomResourceOptions): command.local.Command {
     return new command.local.Command(name, { ...scripts, stdin: ssh.privateKey, addPreviousOutputInEnv: false }, {
         ...opts,

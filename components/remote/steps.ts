@@ -6,10 +6,12 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { Machine } from "../config";
 import { contentSha256, driftMarker, Expectation, withDriftMarker } from "./drift";
 import { AddressQuery } from "./probe";
 import { asRoot, script, shq, waitUntil } from "./shell";
-import { Host } from "./host";
+import { Host, SshAccess } from "./host";
+import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
 export interface StepScripts {
     create: string;
@@ -367,6 +369,23 @@ export function healthGate(name: string, host: Host, spec: Omit<GateSpec, "finge
         triggers: [fingerprint],
         addPreviousOutputInEnv: false,
     }, pulumi.mergeOptions(host.stepOptions, opts));
+}
+
+/**
+ * A gate on a host, run from where `pulumi` runs over the shared SSH connection (components/remote/ssh.ts):
+ * the same poll as `healthGate`, for a gate that re-runs within an `up` that already reached the host over
+ * SSH (the gateway's, after each API server's drain), which then costs a session instead of a new
+ * connection's key exchange, login and sudo. Replaced (re-run) whenever its fingerprint changes.
+ */
+export function sshHealthGate(name: string, ssh: SshAccess, host: Machine, spec: Omit<GateSpec, "fingerprint">,
+    fingerprint: pulumi.Input<string>, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const text = pulumi.output(fingerprint).apply(f => sshGateScript(host, { ...spec, fingerprint: f }, sshSettings(ssh)));
+    return sshLocalStep(name, ssh, { create: text.apply(t => `bash -c ${shq(t)}`), triggers: [fingerprint] }, opts);
+}
+
+/** The local script of `sshHealthGate`: the key on stdin, `gateScript` as root on `host` in one session. */
+export function sshGateScript(host: Machine, spec: GateSpec, ssh: SshSettings): string {
+    return script(...localSshLines(ssh), onHostAsRoot(host, gateScript(spec), "KTHW_GATE_SCRIPT"));
 }
 
 /** A gate run where `pulumi` runs (checks what clients see, e.g. the VIP); stdin feeds `setup`. */

@@ -1,6 +1,7 @@
 // The drain around an API server's restart (components/apiServer.ts, components/loadBalancer.ts), run for real
 // in bash: the change step's local script reaches the gateway through a fake `ssh` (which runs the remote
-// command here, as `sudo` does) and sets the weight with a fake `ipvsadm` that keeps IPVS's table in a file.
+// command here, as `sudo` does) and sets the weight with a fake `ipvsadm` that keeps IPVS's table in a file;
+// the real servers' gate after a roll reads that table the same way.
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -8,8 +9,9 @@ import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { DEFAULTS } from "../../components/config";
-import { realServerWeightLines } from "../../components/loadBalancer";
+import { realServersGate, realServerWeightLines } from "../../components/loadBalancer";
 import { changeStepScripts } from "../../components/remote/rolling";
+import { sshGateScript } from "../../components/remote/steps";
 
 const control0 = { name: "control0", address: "192.168.1.11" };
 const gateway = { name: "gateway", address: "192.168.1.10" };
@@ -95,6 +97,22 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
             assert.deepEqual(r.calls, []);
             assert.match(r.out, /control0's API server \(192.168.1.11:6443\) is not in the load balancer: nothing to do/);
         }
+    });
+
+    test("the real servers' gate, over ssh: passes once every API server is at weight 1; else fails in time, saying what it waited for", () => {
+        const ssh = { user: "ubuntu", port: 22, hostKeys: {}, dialTimeoutSeconds: 10, dialAttempts: 3 };
+        const gate = (timeoutSeconds: number) =>
+            sshGateScript(gateway, { ...realServersGate({ ...DEFAULTS, healthTimeoutSeconds: timeoutSeconds }), fingerprint: "f-1" }, ssh);
+        const ready = run(gate(180), TABLE, "FAKE-KEY\n");
+        assert.equal(ready.status, 0, ready.out);
+        assert.equal(ready.ssh.length, 1, "one session to the gateway");
+        assert.match(ready.ssh[0], /HostKeyAlias=gateway .*ubuntu@192.168.1.10 sudo -n bash -s$/);
+        assert.match(ready.out, /ready: ldirectord to hold all 3 API servers of 192.168.1.21:6443 at weight 1/);
+        const oneOut = run(gate(1), line("192.168.1.11", 0) + line("192.168.1.12", 1) + line("192.168.1.13", 1), "FAKE-KEY\n");
+        assert.notEqual(oneOut.status, 0, oneOut.out);
+        assert.match(oneOut.out, /timed out after 1s waiting for ldirectord to hold all 3 API servers/);
+        assert.match(oneOut.out, /192.168.1.11:6443 +Route +0/, "the diagnosis shows IPVS's table");
+        assert.deepEqual(oneOut.calls, [], "a gate changes nothing");
     });
 
     test("the change step's local script: a no-op when created; on a change, the weight set on the gateway over ssh", () => {

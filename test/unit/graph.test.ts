@@ -163,7 +163,8 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 `${step} waits for the gateway's prerequisites check`);
         }
         assert.deepEqual(byType(run, LOCAL).filter(r => r.name.startsWith("api-load-balancer-")).map(r => r.name).sort(),
-            ["api-load-balancer-drain-leaving", "api-load-balancer-vip-healthy"], "the VIP is checked from where pulumi runs, and leaving nodes drained from there");
+            ["api-load-balancer-drain-leaving", "api-load-balancer-real-servers-healthy", "api-load-balancer-vip-healthy"],
+            "the VIP is checked from where pulumi runs, the real servers and leaving nodes over SSH from there");
     });
 
     test("every command that changes a host has a delete; read-only gates and checks have none", () => {
@@ -238,9 +239,9 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         }
         // Per node: etcd key, API server CA key, serving key, service-account key, encryption config,
         // two kubeconfigs, and the SSH key of the API server's two steps on the gateway (out of the load balancer
-        // and back in); where pulumi runs, the SSH key of the two etcd snapshot steps, the two departure steps and the
-        // load balancer's drain of leaving nodes.
-        assert.equal(keysOnStdin, 3 * 9 + 5);
+        // and back in); where pulumi runs, the SSH key of the two etcd snapshot steps, the two departure steps, the
+        // load balancer's drain of leaving nodes and its real servers' gate.
+        assert.equal(keysOnStdin, 3 * 9 + 6);
         assert.ok(isSecret(run.outputs.adminKubeconfig), "the admin kubeconfig output is secret");
         assert.ok(!isSecret(run.outputs.caCert), "the CA certificate is public");
     });
