@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # npm run bench: figures of the real program against the lab, each beside a baseline measured in the same run.
-#   - wall times of cold up, two no-change ups (the first reads every binary; later ones take an unchanged
-#     binary's sum from the last run), preview and destroy, beside the same engine's time for an empty
-#     program (ratio = program / empty); a no-change preview --refresh beside the plain preview (both probe
+#   - wall times of cold up, no-change ups (the first reads every binary; later ones take an unchanged
+#     binary's sum from the last run: the median of NOOP_RUNS), preview and destroy, beside the same engine's
+#     time for an empty program (its no-change up the median of NOOP_RUNS too; ratio = program / empty); a no-change preview --refresh beside the plain preview (both probe
 #     every host once: components/remote/probe.ts);
 #   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
 #     gate), the first API server healthy, ldirectord's first passing checks (the real-servers gate), the first
@@ -34,6 +34,18 @@ timed() {
   t1=$(date +%s%N)
   took[$name]=$(((t1 - t0) / 1000000))
 }
+# repeated NAME RUNS: after runs NAME.1..NAME.RUNS were timed, took[NAME] is their median, spread[NAME] their
+# range, and median_run[NAME] the run that gave the median (the figures vary by 10-40% between runs here).
+declare -A spread median_run
+repeated() {
+  local name=$1 runs=$2 i sorted
+  sorted=$(for ((i = 1; i <= runs; i++)); do echo "${took[$name.$i]} $i"; done | sort -n)
+  took[$name]=$(sed -n "$(((runs + 1) / 2))p" <<<"$sorted" | cut -d' ' -f1)
+  median_run[$name]=$(sed -n "$(((runs + 1) / 2))p" <<<"$sorted" | cut -d' ' -f2)
+  spread[$name]="$(awk -v v="$(head -n 1 <<<"$sorted" | cut -d' ' -f1)" 'BEGIN { printf "%.1f", v / 1000 }')-$(awk -v v="$(tail -n 1 <<<"$sorted" | cut -d' ' -f1)" 'BEGIN { printf "%.1f", v / 1000 }') s"
+}
+# The steady no-change up and the empty program's are measured this many times each.
+NOOP_RUNS=3
 program() { lab/exec.sh pulumi --non-interactive --stack lab "$@"; }
 empty() { (cd scripts/bench/empty && pulumi --non-interactive --stack bench "$@"); }
 
@@ -45,7 +57,8 @@ program stack init --secrets-provider passphrase >/dev/null
 
 echo "measuring the empty program (baseline)..." >&2
 timed empty-up empty up --yes --skip-preview
-timed empty-noop empty up --yes --skip-preview
+for ((i = 1; i <= NOOP_RUNS; i++)); do timed "empty-noop.$i" empty up --yes --skip-preview; done
+repeated empty-noop "$NOOP_RUNS"
 timed empty-preview empty preview
 timed empty-destroy empty destroy --yes --skip-preview
 echo "measuring the control plane program against the lab..." >&2
@@ -58,9 +71,13 @@ stamped() {
 }
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
 timed noop-up stamped "$work/noop-up.events" program up --yes --skip-preview --json
-# Again: the first no-change up reads every binary (the cold up's probe found none to keep a sum of); from
-# the second on, the probes take an unchanged binary's sum from the last run (components/remote/probe.ts).
-timed noop-up-again stamped "$work/noop-up-again.events" program up --yes --skip-preview --json
+# Again, NOOP_RUNS times: the first no-change up reads every binary (the cold up's probe found none to keep
+# a sum of); from the second on, the probes take an unchanged binary's sum from the last run (components/remote/probe.ts).
+for ((i = 1; i <= NOOP_RUNS; i++)); do
+  timed "noop-up-again.$i" stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
+done
+repeated noop-up-again "$NOOP_RUNS"
+cp "$work/noop-up-again.${median_run[noop-up-again]}.events" "$work/noop-up-again.events"
 timed preview program preview
 timed preview-refresh program preview --refresh
 
@@ -104,6 +121,7 @@ row "cold up / empty program" cold-up "${took[empty-up]}"
 row "cold up / its critical path" cold-up "$critical_ms"
 row "no-change up, the first / empty program" noop-up "${took[empty-noop]}"
 row "no-change up, again / empty program" noop-up-again "${took[empty-noop]}"
+printf '  (medians of %s runs: the program %s, the empty program %s)\n' "$NOOP_RUNS" "${spread[noop-up-again]}" "${spread[empty-noop]}"
 row "preview / empty program" preview "${took[empty-preview]}"
 row "preview --refresh / preview" preview-refresh "${took[preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
