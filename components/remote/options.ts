@@ -2,13 +2,13 @@ import * as pulumi from "@pulumi/pulumi";
 
 type Dependencies = pulumi.CustomResourceOptions["dependsOn"];
 
-/** A resource to wait for, or a list of them known only later (rolling.ts: `whereRunning`, once the hosts are probed). */
-export type Dependency = pulumi.Input<pulumi.Resource> | Promise<pulumi.Resource[]>;
-
 /**
  * Options for a component's children: parented, and waiting for what the component itself was told to
  * wait for (a child waits for its parent's dependencies only indirectly, so the edge is made explicit).
  */
+/** A resource to wait for, or a list of them known only later (rolling.ts: `whereRunning`, once the hosts are probed). */
+export type Dependency = pulumi.Input<pulumi.Resource> | Promise<pulumi.Resource[]>;
+
 export function childOptions(parent: pulumi.Resource, componentDeps: Dependencies,
     ...more: Dependency[]): pulumi.CustomResourceOptions {
     const list: Dependency[] = [...asList(componentDeps), ...more];
