@@ -86,9 +86,8 @@ export = async () => {
         { config, ssh, leaving, via: membership.kept[0] ?? config.nodes[0], which }, { dependsOn: [preflight, backup, ...after] });
     const departures = leave("etcd-departures", membership.joining.length > 0 ? "all" : "unhealthy", membership.leaving, []);
 
-    // Every daemon below starts on all nodes together on an empty stack, and installs together where it does
-    // not run yet (etcd's members in turn); a change (a flag, a version, a certificate) restarts it one node at
-    // a time, each once the one before it is back (components/remote/rolling.ts).
+    // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
+    // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
 
     // Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
     // one gate waits until all of them are healthy. A change restarts one member at a time, each once the

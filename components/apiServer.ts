@@ -16,7 +16,7 @@ import { withDriftRepairs } from "./remote/drift";
 import { fingerprint } from "./remote/fingerprint";
 import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { changeStep, whereRunning } from "./remote/rolling";
+import { changeStep } from "./remote/rolling";
 
 /** Where the control plane's certificates, keys and configs live on a control node. */
 export const KUBERNETES_DIR = "/var/lib/kubernetes";
@@ -153,8 +153,7 @@ export class ApiServer extends pulumi.ComponentResource {
         this.drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
             what: `take ${host.name}'s API server out of the load balancer before it restarts`,
             lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,
-        }, restarts, childOptions(this, opts.dependsOn,
-            ...(args.rollAfter ? [whereRunning(host, "kube-apiserver", args.rollAfter)] : [])));
+        }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : [])));
         this.daemon = installDaemon(this, name, { ...spec, before: [this.drained] }, opts.dependsOn);
         this.rolled = changeStep(`${name}-in-load-balancer`, args.ssh, args.gateway, {
             what: `bring ${host.name}'s API server back into the load balancer once it answers`,

@@ -233,9 +233,7 @@ export class EtcdMember extends pulumi.ComponentResource {
     constructor(name: string, args: EtcdMemberArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:EtcdMember", name, {}, opts);
         const { config, host, pki } = args;
-        // A change reaches this member's steps once the previous member is back (see rolling.ts), and unlike the
-        // other daemons' on an empty stack too: members that join are added one at a time (a first install's
-        // chain costs only each member's download and files: its service's create starts it without waiting).
+        // A change reaches this member's steps once the previous member is back (see rolling.ts).
         const inTurn = [...asList(opts.dependsOn), ...(args.rollAfter ? [args.rollAfter] : [])];
         // Hardened: etcd's user is made first (see etcdOwner).
         const user = etcdUser(config);
@@ -275,6 +273,7 @@ export class EtcdMember extends pulumi.ComponentResource {
                 what: `etcd on ${host.name} to be back and all ${members} members healthy`,
                 ...health,
             },
+            rollAfter: args.rollAfter,
             before: restore ? (binary: pulumi.Resource) => [dataDir(binary)] : [dataDir()],
         }, deps);
         this.service = daemon.service;

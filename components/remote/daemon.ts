@@ -4,7 +4,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { fingerprint } from "./fingerprint";
 import { Host } from "./host";
 import { childOptions } from "./options";
-import { whereRunning } from "./rolling";
 import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, systemdService, WaitSpec } from "./steps";
 
 export interface DaemonFile extends FileSpec {
@@ -29,11 +28,10 @@ export interface DaemonSpec {
      */
     afterChange?: Omit<WaitSpec, "timeoutSeconds">;
     /**
-     * The previous node's step that this daemon's steps wait for where the daemon runs on this host
-     * (rolling.ts: `whereRunning`): a change (its files, binary and restart) rolls one node at a time. Where
-     * it does not run yet, nothing waits: a first install starts every node's daemon together.
+     * The previous node's step that this daemon's steps wait for: a change (its files, binary and restart)
+     * rolls one node at a time. On create the wait is short: a service's create does not wait.
      */
-    rollAfter?: pulumi.Resource;
+    rollAfter?: pulumi.Input<pulumi.Resource>;
     /**
      * What the binary install and the service's start wait for beyond the component's own steps and
      * dependencies (a client of the API waits for the API servers: a newer one must never run first, not
@@ -66,7 +64,7 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
     // Everything a daemon reads is written in turn too: a node's new files (another owner, a new CA) could
     // otherwise break a daemon that has not restarted yet, on the next node.
-    const inTurn = spec.rollAfter ? [whereRunning(spec.host, spec.service.unitName, spec.rollAfter)] : [];
+    const inTurn = spec.rollAfter ? [spec.rollAfter] : [];
     const after = childOptions(component, deps, ...inTurn);
     const installed = binaryInstall(`${name}-binary`, spec.host, spec.binary,
         childOptions(component, deps, ...inTurn, ...(spec.startAfter ?? [])));

@@ -2,11 +2,10 @@
 //
 // A daemon's service step restarts it on update and then waits, bounded, until the daemon is healthy again
 // (`ServiceSpec.afterChange`); the next node's steps (binary, files, service) depend on it
-// (`DaemonSpec.rollAfter`), so what a running daemon reads never changes under it. A change reaches the nodes
-// in the order of the `nodes` list, each only once the one before it is back. Only where the daemon runs,
-// though (`whereRunning`, from the host probe): on an empty stack (and on a node that joins) there is nothing
-// to roll, and every node installs and starts it together; the component's own gates wait for all nodes.
-// etcd's members keep their order even then: a joining member is added one at a time (components/etcd.ts).
+// (`DaemonSpec.rollAfter`), so what a running daemon reads never changes under it. A service's create starts
+// it without waiting, so on an empty stack the chain costs only each node's downloads and file writes in turn,
+// and the component's own gates wait for all nodes together. A change reaches the nodes in the order of the
+// `nodes` list, each only once the one before it is back.
 //
 // Some actions of a change belong to another host: the gateway takes an API server out of the load balancer
 // before it restarts and back in once it answers. `changeStep` is such an action, run from where `pulumi`
@@ -16,7 +15,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Machine } from "../config";
 import { Host, SshAccess } from "./host";
-import { observe } from "./probe";
 import { script, shq } from "./shell";
 import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
@@ -57,20 +55,6 @@ export function changeStep(name: string, ssh: SshAccess, host: Machine, action: 
         create: scripts.apply(s => `bash -c ${shq(s.create)}`),
         update: scripts.apply(s => `bash -c ${shq(s.update)}`),
     }, opts);
-}
-
-/**
- * What a daemon's steps on `host` wait for so that a change rolls: `previous` (the node before's step), where
- * the daemon runs on this host, as the host probe found its unit (components/remote/probe.ts). Where it does
- * not run (a first install, a node that joins, a daemon stopped or failed), its steps take nothing away that
- * serves: they go beside the other nodes' instead of after them, so an empty stack installs and starts the
- * daemon on every node together. Without the facts (a preview with no SSH key) they wait, as for a change.
- */
-export function whereRunning(host: Machine, unit: string, previous: pulumi.Resource): Promise<pulumi.Resource[]> {
-    return observe(host, { units: [unit] }).then(facts => {
-        const state = facts?.units[unit]?.active;
-        return state === "inactive" || state === "failed" ? [] : [previous];
-    }, () => [previous]);
 }
 
 /**

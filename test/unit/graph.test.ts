@@ -3,7 +3,6 @@
 import { strict as assert } from "assert";
 import { describe, test } from "node:test";
 import type { ProgramRun, Registration } from "./harness";
-import { emptyFacts, HostFacts } from "../../components/remote/probe";
 import {
     byName, byType, dependsOn, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER,
 } from "./program";
@@ -118,38 +117,6 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 assert.doesNotMatch(createOf(run, n, where), /ipvsadm/, "a first install: nothing");
             }
         });
-    });
-
-    test("where a daemon does not run yet, its steps go beside the other nodes'; where it runs, a change rolls; etcd's members keep their order", () => {
-        const daemons = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
-        // As the probe finds a host the program never reached (systemctl: no unit file, inactive), or one
-        // where the program's daemons run (every step in sync).
-        const fresh = (): HostFacts => ({ ...emptyFacts(),
-            units: Object.fromEntries(["etcd", ...daemons].map(u => [u, { enabled: "-", active: "inactive" }])) });
-        const running = run.expectedFacts!;
-        const waits = (r: ProgramRun, daemon: string, n: string, before: string) =>
-            ["binary", "service"].some(step => dependsOn(r, byName(r, `${daemon}-${n}-${step}`), byName(r, `${daemon}-${before}-service`)));
-        const empty = runProgram(devConfig(), { probe: { hosts: Object.fromEntries([...names, "gateway"].map(n => [n, fresh()])) } });
-        const deployed = runProgram(devConfig(), { probe: { hosts: running, lastOutputs: run.outputs } });
-        // control2 joins: nothing runs there yet.
-        const joining = runProgram(devConfig(), { probe: { hosts: { ...running, control2: fresh() }, lastOutputs: run.outputs } });
-        for (const r of [empty, deployed, joining]) {
-            assert.equal(r.error, undefined, r.error);
-        }
-        for (const daemon of daemons) {
-            names.slice(1).forEach((n, i) => {
-                assert.ok(!waits(empty, daemon, n, names[i]), `an empty stack: ${daemon} on ${n} does not wait for ${names[i]}'s`);
-                assert.ok(waits(deployed, daemon, n, names[i]), `a deployed stack: ${daemon} on ${n} rolls after ${names[i]}'s`);
-            });
-            assert.ok(waits(joining, daemon, "control1", "control0"), `${daemon} still rolls where it runs`);
-            assert.ok(!waits(joining, daemon, "control2", "control1"), `${daemon} on a joining node goes beside the others`);
-        }
-        const drained = (r: ProgramRun, n: string, before: string) =>
-            dependsOn(r, byName(r, `kube-apiserver-${n}-out-of-load-balancer`), byName(r, `kube-apiserver-${before}-in-load-balancer`));
-        assert.ok(!drained(empty, "control1", "control0") && drained(deployed, "control1", "control0"),
-            "the drain waits for the node before back in the load balancer only where the API server runs");
-        names.slice(1).forEach((n, i) => assert.ok(dependsOn(empty, byName(empty, `etcd-${n}-service`), byName(empty, `etcd-${names[i]}-service`)),
-            `etcd on ${n} follows ${names[i]} even on an empty stack`));
     });
 
     test("controller managers and schedulers roll one node at a time", () => {
