@@ -14,7 +14,7 @@ import { fingerprint } from "./remote/fingerprint";
 import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq, waitUntil } from "./remote/shell";
-import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings } from "./remote/ssh";
+import { scriptOnHost, sshLocalStep, sshSettings } from "./remote/ssh";
 import { GateSpec, localHealthGate, precondition, remoteFile, sshHealthGate, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
@@ -240,7 +240,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const leaving = args.leaving ?? [];
         // Run from where pulumi runs, over SSH: a first install (no node leaves) opens no session to the gateway.
         const drainText = leaving.length > 0
-            ? script(...localSshLines(sshSettings(args.ssh)), onHostAsRoot(gateway, drainScript(config, leaving), "KTHW_DRAIN_SCRIPT"))
+            ? scriptOnHost(sshSettings(args.ssh), gateway, drainScript(config, leaving), "KTHW_DRAIN_SCRIPT")
             : script(`echo 'no control node leaves'`);
         const drain = [sshLocalStep(`${name}-drain-leaving`, args.ssh, { create: `bash -c ${shq(drainText)}` },
             { ...gatewayStep, ignoreChanges: leaving.length > 0 ? [] : ["create"] })];

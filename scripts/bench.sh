@@ -2,8 +2,9 @@
 # npm run bench: figures of the real program against the lab, each beside a baseline measured in the same run.
 #   - wall times of cold up, no-change ups (the first reads every binary; later ones take an unchanged
 #     binary's sum from the last run: the median of NOOP_RUNS), preview and destroy, beside the same engine's
-#     time for an empty program (its no-change up the median of NOOP_RUNS too; ratio = program / empty); a no-change preview --refresh beside the plain preview (both probe
-#     every host once: components/remote/probe.ts);
+#     time for an empty program (its no-change up the median of NOOP_RUNS too; ratio = program / empty); a
+#     no-change preview --refresh beside the plain preview (both probe every host once:
+#     components/remote/probe.ts);
 #   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
 #     gate), the first API server healthy, ldirectord's first passing checks (the real-servers gate), the first
 #     controller manager and scheduler answering;
@@ -34,15 +35,15 @@ timed() {
   t1=$(date +%s%N)
   took[$name]=$(((t1 - t0) / 1000000))
 }
+seconds() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 # repeated NAME RUNS: after runs NAME.1..NAME.RUNS were timed, took[NAME] is their median, spread[NAME] their
 # range, and median_run[NAME] the run that gave the median (the figures vary by 10-40% between runs here).
 declare -A spread median_run
 repeated() {
   local name=$1 runs=$2 i sorted
-  sorted=$(for ((i = 1; i <= runs; i++)); do echo "${took[$name.$i]} $i"; done | sort -n)
-  took[$name]=$(sed -n "$(((runs + 1) / 2))p" <<<"$sorted" | cut -d' ' -f1)
-  median_run[$name]=$(sed -n "$(((runs + 1) / 2))p" <<<"$sorted" | cut -d' ' -f2)
-  spread[$name]="$(awk -v v="$(head -n 1 <<<"$sorted" | cut -d' ' -f1)" 'BEGIN { printf "%.1f", v / 1000 }')-$(awk -v v="$(tail -n 1 <<<"$sorted" | cut -d' ' -f1)" 'BEGIN { printf "%.1f", v / 1000 }') s"
+  mapfile -t sorted < <(for ((i = 1; i <= runs; i++)); do echo "${took[$name.$i]} $i"; done | sort -n)
+  read -r "took[$name]" "median_run[$name]" <<<"${sorted[(runs - 1) / 2]}"
+  spread[$name]="$(seconds "${sorted[0]% *}")-$(seconds "${sorted[runs - 1]% *}") s"
 }
 # The steady no-change up and the empty program's are measured this many times each.
 NOOP_RUNS=3
@@ -72,7 +73,8 @@ stamped() {
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
 timed noop-up stamped "$work/noop-up.events" program up --yes --skip-preview --json
 # Again, NOOP_RUNS times: the first no-change up reads every binary (the cold up's probe found none to keep
-# a sum of); from the second on, the probes take an unchanged binary's sum from the last run (components/remote/probe.ts).
+# a sum of); from the second on, the probes take an unchanged binary's sum from the last run
+# (components/remote/probe.ts).
 for ((i = 1; i <= NOOP_RUNS; i++)); do
   timed "noop-up-again.$i" stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
 done
@@ -113,7 +115,6 @@ rolling controller-manager-flag controllerManagerExtraArgs.terminated-pod-gc-thr
 cp "$work/Pulumi.lab.yaml" Pulumi.lab.yaml
 timed destroy program destroy --yes --skip-preview
 
-seconds() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 row() { printf '%-40s %9ss %9ss %8sx\n' "$1" "$(seconds "${took[$2]}")" "$(seconds "$3")" "$(ratio "${took[$2]}" "$3")"; }
 printf '\n%-40s %10s %10s %9s\n' "step" "program" "baseline" "ratio"

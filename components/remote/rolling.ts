@@ -16,7 +16,7 @@ import * as command from "@pulumi/command";
 import { Machine } from "../config";
 import { Host, SshAccess } from "./host";
 import { script, shq } from "./shell";
-import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } from "./ssh";
+import { scriptOnHost, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
 /** What a change step does on its host, in words and as script lines (run as root). */
 export interface ChangeAction {
@@ -39,8 +39,7 @@ export function changeStepScripts(host: Machine, action: ChangeAction, follows: 
         throw new Error(`change step on ${host.name}: what it follows must be one line (a fingerprint), not ${JSON.stringify(follows.slice(0, 80))}`);
     }
     const header = `# runs on ${host.name} whenever what it follows changes: ${follows}`;
-    const update = script(header, ...localSshLines(ssh),
-        onHostAsRoot(host, script(`# ${action.what}`, ...action.lines), "KTHW_CHANGE_SCRIPT"));
+    const update = scriptOnHost(ssh, host, script(`# ${action.what}`, ...action.lines), "KTHW_CHANGE_SCRIPT", [header]);
     return {
         create: action.onCreate ? update : script(header, `echo ${shq(`created: nothing to do on a first install (${action.what})`)}`),
         update,

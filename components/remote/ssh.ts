@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Machine } from "../config";
 import { SshAccess } from "./host";
-import { shq } from "./shell";
+import { script, shq } from "./shell";
 
 /** What an `ssh` from where `pulumi` runs needs to know, the key aside. */
 export interface SshSettings {
@@ -175,6 +175,14 @@ export function sshLocalStep(name: string, ssh: SshAccess,
         additionalSecretOutputs: ["stdin"],
         ignoreChanges: [...(opts.ignoreChanges ?? []), ...(ssh.keyMissing ? ["stdin"] : [])],
     });
+}
+
+/**
+ * A local bash script (the key on its stdin, `localSshLines`) that runs `text` as root on `host` in one session,
+ * after the comment lines of `header`.
+ */
+export function scriptOnHost(ssh: SshSettings, host: Machine, text: string, end: string, header: string[] = []): string {
+    return script(...header, ...localSshLines(ssh), onHostAsRoot(host, text, end));
 }
 
 /** A line (after `localSshLines`) that runs `text` as root on `host`, the script on stdin through a quoted heredoc. */

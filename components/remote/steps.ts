@@ -11,7 +11,7 @@ import { contentSha256, driftMarker, Expectation, withDriftMarker } from "./drif
 import { AddressQuery } from "./probe";
 import { asRoot, script, shq, waitUntil } from "./shell";
 import { Host, SshAccess } from "./host";
-import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings, SshSettings } from "./ssh";
+import { scriptOnHost, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
 export interface StepScripts {
     create: string;
@@ -385,7 +385,7 @@ export function sshHealthGate(name: string, ssh: SshAccess, host: Machine, spec:
 
 /** The local script of `sshHealthGate`: the key on stdin, `gateScript` as root on `host` in one session. */
 export function sshGateScript(host: Machine, spec: GateSpec, ssh: SshSettings): string {
-    return script(...localSshLines(ssh), onHostAsRoot(host, gateScript(spec), "KTHW_GATE_SCRIPT"));
+    return scriptOnHost(ssh, host, gateScript(spec), "KTHW_GATE_SCRIPT");
 }
 
 /** A gate run where `pulumi` runs (checks what clients see, e.g. the VIP); stdin feeds `setup`. */
