@@ -43,9 +43,11 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 # pure-Go os/user as upstream's CLI release asks; grpc without x/net/trace). A package compiled once is then
 # a cache hit wherever another binary needs it at the same version: the std library, grpc, protobuf, the
 # Pulumi SDK's shared parts (measured: 425 of 3,791 package compiles fewer on a new machine, and one std
-# library instead of three).
+# library instead of three). Every link strips the debug info (`-ldflags -s -w`, as upstream's releases do), so
+# no compile makes it either (`-gcflags=all=-dwarf=false`: measured on a lab mirror build, 9% less time and 22%
+# less build cache; see docs/engine.md).
 export CGO_ENABLED=0
-BUILD_FLAGS=(-trimpath -tags "osusergo,grpcnotrace")
+BUILD_FLAGS=(-trimpath -tags "osusergo,grpcnotrace" -gcflags=all=-dwarf=false)
 export PULUMI_HOME="${PULUMI_HOME:-$HOME/.pulumi}"
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 if ! command -v go >/dev/null 2>&1; then

@@ -39,6 +39,10 @@ BUILD_DIR="${KCP_BUILD_DIR:-$KCP_CACHE/mirror-build}"
 export GOCACHE="${GOCACHE:-$KCP_CACHE/go-build}"
 export GOTOOLCHAIN="${KCP_GOTOOLCHAIN:-${GOTOOLCHAIN:-local}}"
 export GOFLAGS="-buildvcs=false"
+# The links strip the debug info (-s -w, as Kubernetes' and etcd's releases do), so the compiles make none:
+# a new machine's build of etcd 3.5.9 took 74 and 81 s this way, 81 and 90 s with it (alternating, each
+# with an empty build cache), and its build cache is 226 MB instead of 288.
+BUILD_FLAGS=(-trimpath -gcflags=all=-dwarf=false)
 KCP_FORCE="${KCP_FORCE:-0}"
 KCP_ONLY="${KCP_ONLY:-}"
 
@@ -192,7 +196,7 @@ build_kube() {
   local pkgs=()
   for m in "${KUBE_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   (cd "$dir" && CGO_ENABLED=0 GOOS=linux GOARCH="$ARCH" \
-    go build -trimpath -ldflags="${ldflags[*]}" -o "$dir/out/" "${pkgs[@]}") ||
+    go build "${BUILD_FLAGS[@]}" -ldflags="${ldflags[*]}" -o "$dir/out/" "${pkgs[@]}") ||
     die "kubernetes build failed (try KCP_GOTOOLCHAIN=go1.21.13)"
   for m in "${KUBE_BINS[@]}"; do publish "$dir/out/$m" "$KUBE_REL/$m" 0755; done
   rm -rf "$dir/out" # the mirror holds the only copy
@@ -261,7 +265,7 @@ GO
   log "go build (GOTOOLCHAIN=$GOTOOLCHAIN, $(go env GOVERSION)) etcd etcdctl etcdutl"
   rm -rf "$dir/out" && mkdir -p "$dir/out/$ETCD_NAME"
   (cd "$dir" && CGO_ENABLED=0 GOOS=linux GOARCH="$ARCH" \
-    go build -trimpath -ldflags="${ldflags[*]}" -o "$dir/out/bin/" \
+    go build "${BUILD_FLAGS[@]}" -ldflags="${ldflags[*]}" -o "$dir/out/bin/" \
     go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3) ||
     die "etcd build failed (try KCP_GOTOOLCHAIN=go1.21.13)"
   # go build names each binary after the last path element that is not a

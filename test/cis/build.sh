@@ -33,7 +33,7 @@ else
   trap 'rm -rf "$work"' EXIT
   cp -a "$src/." "$work/"
   (cd "$work" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
-    GOCACHE="$cache/go-build" go build -o kube-bench \
+    GOCACHE="$cache/go-build" go build -gcflags=all=-dwarf=false -o kube-bench \
     -ldflags "-s -w -X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=$version" .)
   install -m 0755 "$work/kube-bench" "$out/$arch/kube-bench.new"
   mv -f "$out/$arch/kube-bench.new" "$out/$arch/kube-bench"
