@@ -131,16 +131,17 @@ export = async () => {
         apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
     }, { dependsOn: [preflight] });
 
-    // The remaining control plane components, through the API behind the VIP: installed alongside the rest,
-    // started (and restarted for an upgrade) only once every API server is served by the load balancer.
+    // The remaining control plane components, through the API at the VIP's name, which on a control node is
+    // its own API server (the VIP is on its lo): installed alongside the rest, started (and restarted for an
+    // upgrade) only once every API server is (the version skew policy's order) and the node holds the VIP. They
+    // do not wait for the gateway.
+    const api = (i: number) => [...apiServers, loadBalancer.nodeVips[i]];
     const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
         new ControllerManager(`kube-controller-manager-${host.name}`,
-            { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
-            { dependsOn: [preflight] }));
+            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }));
     const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
         new Scheduler(`kube-scheduler-${host.name}`,
-            { config, host, pki, rollAfter: previous?.daemon.service, api: [loadBalancer, apiServers[i]] },
-            { dependsOn: [preflight] }));
+            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }));
 
     // Every step has said what it observes: probe each host once, all together.
     void startProbes();

@@ -49,8 +49,9 @@ export interface ControllerManagerArgs {
     /** The previous node's service: a change restarts one node's at a time. */
     rollAfter?: pulumi.Resource;
     /**
-     * What its binary install and start wait for: the API behind the VIP and this node's API server (which
-     * writes the files it reads). Its kubeconfig and config install alongside etcd and the API servers.
+     * What its binary install and start wait for: every API server (this node's writes the files it reads) and
+     * the VIP on this node's lo, where its kubeconfig's server is. Its kubeconfig and config install alongside
+     * etcd and the API servers.
      */
     api: pulumi.Resource[];
 }

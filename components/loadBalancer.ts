@@ -187,6 +187,11 @@ export interface IpvsLoadBalancerArgs {
 export class IpvsLoadBalancer extends pulumi.ComponentResource {
     /** Passes once https://<VIP>:<port>/healthz answers `ok` from where pulumi runs. */
     readonly ready: pulumi.Resource;
+    /**
+     * The VIP on each control node's `lo`, in the order of `nodes`: there the VIP's name reaches the node's
+     * own API server, never the gateway.
+     */
+    readonly nodeVips: pulumi.Resource[];
     readonly url: string;
 
     constructor(name: string, args: IpvsLoadBalancerArgs, opts: pulumi.ComponentResourceOptions = {}) {
@@ -195,7 +200,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const after = childOptions(this, opts.dependsOn);
 
         // Control nodes: the VIP on lo, ARP quiet.
-        const nodeVips = args.nodes.map(node => {
+        const nodeVips = this.nodeVips = args.nodes.map(node => {
             const arp = remoteFile(`${name}-${node.name}-arp-sysctl`, node, {
                 path: ARP_SYSCTL_FILE, mode: "0644",
                 // Back to the kernel's defaults once the VIP is gone.

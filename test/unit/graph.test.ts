@@ -131,7 +131,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         }
     });
 
-    test("the load balancer installs alongside etcd and the API servers; its gates wait for every API server; controller managers and schedulers after them", () => {
+    test("the load balancer installs alongside etcd and the API servers; its gates wait for every API server; controller managers and schedulers after every API server, not after the gateway", () => {
         const realServers = byName(run, "api-load-balancer-real-servers-healthy");
         const vipGate = byName(run, "api-load-balancer-vip-healthy");
         const waitsForNoDaemon = ["gateway-prerequisites", "gateway-vip", "ldirectord-ca", "ldirectord-drop-in", "lock-dir", "ldirectord-config",
@@ -142,18 +142,34 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 assert.ok(!dependsOn(run, r, other), `${r.name} does not wait for ${other.name}`);
             }
         }
-        names.forEach(n => {
+        // The gateway's steps: a controller manager or scheduler reaches its own node's API server at the VIP's name.
+        const gatewaySteps = run.registrations.filter(r => r.type === REMOTE && /^api-load-balancer-(gateway|ldirectord|lock-dir)/.test(r.name));
+        assert.ok(gatewaySteps.length >= 6, "the gateway's steps are found");
+        names.forEach((n, i) => {
             assert.ok(dependsOn(run, realServers, byName(run, `kube-apiserver-${n}-healthy`)));
-            assert.ok(dependsOn(run, byName(run, `kube-controller-manager-${n}-service`), vipGate));
-            assert.ok(dependsOn(run, byName(run, `kube-scheduler-${n}-service`), vipGate));
-            // Their binaries wait too (a newer one must never run before the API servers are upgraded); the
-            // first node's kubeconfig does not (the others' follow the previous node's restart, as any file).
+            // Their binaries and services wait for every API server, back in the load balancer (a newer one must
+            // never run before the API servers are upgraded), and for the VIP on their node's lo; the first
+            // node's kubeconfig does not (the others' follow the previous node's restart, as any file).
             for (const daemon of ["kube-controller-manager", "kube-scheduler"]) {
-                assert.ok(dependsOn(run, byName(run, `${daemon}-${n}-binary`), vipGate), `${daemon}-${n}-binary waits for the API`);
+                for (const step of ["binary", "service"]) {
+                    const r = byName(run, `${daemon}-${n}-${step}`);
+                    names.forEach(m => {
+                        assert.ok(dependsOn(run, r, byName(run, `kube-apiserver-${m}-healthy`)), `${r.name} waits for ${m}'s API server`);
+                        assert.ok(dependsOn(run, r, byName(run, `kube-apiserver-${m}-in-load-balancer`)), `${r.name} waits for ${m}'s roll`);
+                    });
+                    assert.ok(dependsOn(run, r, byName(run, `api-load-balancer-${n}-vip`)), `${r.name} waits for the VIP on ${n}`);
+                    for (const g of [...gatewaySteps, realServers, vipGate]) {
+                        assert.ok(!dependsOn(run, r, g), `${r.name} does not wait for ${g.name}`);
+                    }
+                    if (i + 1 < names.length) {
+                        assert.ok(!dependsOn(run, r, byName(run, `api-load-balancer-${names[i + 1]}-vip`)), `${r.name} does not wait for the next node's VIP`);
+                    }
+                }
             }
         });
         for (const daemon of ["kube-controller-manager", "kube-scheduler"]) {
-            assert.ok(!dependsOn(run, byName(run, `${daemon}-${names[0]}-kubeconfig`), vipGate), `${daemon}-${names[0]}-kubeconfig does not`);
+            const kubeconfig = byName(run, `${daemon}-${names[0]}-kubeconfig`);
+            assert.ok(!dependsOn(run, kubeconfig, byName(run, `kube-apiserver-${names[0]}-healthy`)), `${kubeconfig.name} does not`);
         }
         names.forEach(n => {
             assert.ok(dependsOn(run, vipGate, byName(run, `api-load-balancer-${n}-vip`)), "the VIP gate waits for the VIP on every node");
