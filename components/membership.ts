@@ -30,6 +30,7 @@ import { SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq, waitUntil } from "./remote/shell";
 import { localSshLines, onHostAsRoot, sshLocalStep, sshSettings } from "./remote/ssh";
+import { refusal } from "./traces";
 
 /** How a member's etcd was (or will be) first started: its unit's `--initial-cluster` and `--initial-cluster-state`. */
 export interface MemberJoin {
@@ -102,7 +103,7 @@ export function planMembership(config: ClusterConfig, previous?: MembershipRecor
         }
         const names = config.nodes.map(n => n.name);
         if (legacy.length !== names.length || !legacy.every(n => names.includes(n))) {
-            throw new pulumi.RunError(`${key}: this stack was deployed before the program recorded etcd's membership, ` +
+            throw refusal(`${key}: this stack was deployed before the program recorded etcd's membership, ` +
                 `with members ${[...legacy].sort().join(", ")}; run \`pulumi up\` once with those nodes unchanged, then change them`);
         }
         return everyoneBootstraps(false);
@@ -134,7 +135,7 @@ export function planMembership(config: ClusterConfig, previous?: MembershipRecor
         }
     }
     if (errors.length > 0) {
-        throw new pulumi.RunError(`refused before any change:\n${errors.map(e => `  - ${e}`).join("\n")}`);
+        throw refusal(`refused before any change:\n${errors.map(e => `  - ${e}`).join("\n")}`);
     }
 
     const joins: Record<string, MemberJoin> = {};

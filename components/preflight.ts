@@ -11,6 +11,7 @@ import { childOptions } from "./remote/options";
 import { observe, ProbedHosts } from "./remote/probe";
 import { shq } from "./remote/shell";
 import { precondition } from "./remote/steps";
+import { refusal } from "./traces";
 
 /** What a binary on the node prints for `--version`, and the config key that sets its release. */
 const RELEASES = [
@@ -70,7 +71,7 @@ export function versionSkewProblems(config: ClusterConfig, nodes: Machine[], fac
 export function refuseVersionSkew(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): void {
     const problems = versionSkewProblems(config, nodes, facts);
     if (problems.length > 0) {
-        throw new pulumi.RunError(`refused by the version skew policy, so nothing was changed:\n${problems.map(p => `  - ${p}`).join("\n")}`);
+        throw refusal(`refused by the version skew policy, so nothing was changed:\n${problems.map(p => `  - ${p}`).join("\n")}`);
     }
 }
 

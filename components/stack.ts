@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { CONFIG_KEYS, CONFIG_NAMESPACE, ClusterConfig, DEFAULTS, expandHome, validateConfig } from "./config";
 import { SshAccess, sshAccess } from "./remote/host";
 import { asList } from "./remote/options";
+import { refusal } from "./traces";
 
 // Whether a config value is a secret in the stack file (the SDK's own check, which it does not export in its
 // types: the language host passes the secret keys in PULUMI_CONFIG_SECRET_KEYS).
@@ -61,7 +62,7 @@ export function loadStack(): Stack {
             `(pulumi up needs it to reach the hosts; pulumi preview does not)`);
     }
     if (problems.length > 0) {
-        throw new pulumi.RunError(`invalid configuration:\n${problems.map(p => `  - ${p}`).join("\n")}`);
+        throw refusal(`invalid configuration:\n${problems.map(p => `  - ${p}`).join("\n")}`);
     }
     warnings.forEach(w => pulumi.log.warn(w));
     if (!keyFound) {

@@ -7,6 +7,14 @@
 // was about half of the CPU the program spends constructing its steps, and a second of its wall time (`npm run
 // bench` before and after). Unless that report is asked for, those traces are left unformatted; every other trace
 // (an error's, the resources' source positions the SDK sends the engine) is formatted as before.
+//
+// A refusal (bad config, a change that would lose quorum, a host that cannot be probed) is a RunError, whose
+// stack the SDK never shows; it is made without one, since the SDK still formats the stack for its tracing
+// span (`defaultErrorMessage` in @pulumi/pulumi/cmd/run, 3.276.0: `util.inspect(err, { colors: true })`), and
+// on Node 20 that loops until the string is too long (nodejs/node#64011) on a frame of the SDK's own as its
+// source map names it (`node_modules/@pulumi/resource.ts`, no folder after the scope): 30 s of CPU and half a
+// GB of memory before the refusal reached the user.
+import * as pulumi from "@pulumi/pulumi";
 
 type Format = (error: Error, frames: NodeJS.CallSite[]) => unknown;
 
@@ -28,4 +36,11 @@ export function leavePromiseTracesUnformatted(env: NodeJS.ProcessEnv = process.e
         return;
     }
     Error.prepareStackTrace = (error, frames) => isPromiseTrace(frames) ? String(error) : format(error, frames);
+}
+
+/** An error that stops the program with `message` alone: a RunError without a stack (see above). */
+export function refusal(message: string): pulumi.RunError {
+    const error = new pulumi.RunError(message);
+    error.stack = "";
+    return error;
 }

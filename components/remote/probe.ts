@@ -21,6 +21,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../config";
 import { script } from "./shell";
 import { pinnedHostLines, sharedConnection, sharedConnectionOptions, SshSettings, sshOptionGroups } from "./ssh";
+import { refusal } from "../traces";
 
 /** An address that should be on an interface. */
 export interface AddressQuery {
@@ -619,7 +620,7 @@ export async function startProbes(): Promise<void> {
     const failures = results.flatMap((r, i) => r.status === "rejected"
         ? [`${hosts[i].host.name} (${hosts[i].host.address}): ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`] : []);
     if (failures.length > 0) {
-        settle.reject(new pulumi.RunError(`cannot compare the hosts with what the program installed, so nothing was changed:\n` +
+        settle.reject(refusal(`cannot compare the hosts with what the program installed, so nothing was changed:\n` +
             failures.map(f => `  - ${f}`).join("\n")));
         return;
     }

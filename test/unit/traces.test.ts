@@ -1,7 +1,8 @@
 // The SDK's promise traces skip the formatter in place (source-map-support's under ts-node); others do not.
 import { strict as assert } from "assert";
 import { test } from "node:test";
-import { leavePromiseTracesUnformatted } from "../../components/traces";
+import * as pulumi from "@pulumi/pulumi";
+import { leavePromiseTracesUnformatted, refusal } from "../../components/traces";
 
 // The SDK's own function, as the program's resources call it.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -78,4 +79,17 @@ test("a function of another file named debuggablePromise is formatted as any oth
         assert.match(debuggablePromise() ?? "", /^formatted:/);
         assert.equal(calls(), 1);
     });
+});
+
+test("a refusal reaches the SDK's error report as its message alone: no stack to format", () => {
+    // The SDK's own report of an error that stops the program, as it writes it to its tracing span.
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { defaultErrorMessage } = require("@pulumi/pulumi/cmd/run/error") as { defaultErrorMessage(err: unknown): string };
+    const message = "refused before any change:\n  - control-plane:nodes: removes control1, control2 of the 3 etcd members at once";
+    const error = refusal(message);
+    assert.ok(pulumi.RunError.isInstance(error), "a RunError: the SDK logs its message and hides any stack");
+    assert.equal(error.message, message);
+    assert.equal(defaultErrorMessage(error), message);
+    // A RunError made as before would have its stack formatted there.
+    assert.notEqual(defaultErrorMessage(new pulumi.RunError(message)), message);
 });
