@@ -82,6 +82,13 @@ for n in "${LAB_NODES[@]}"; do
 done
 
 # --- the gateway: IPVS and ldirectord as the seed's chapter needs them
+gateway_priority() {
+  local pid
+  pid=$(<"$LAB_RUN/gateway/qemu.pid")
+  ps -L -o ni= -p "$pid" | sort -u | tr -d ' ' | paste -sd ' '
+  if [[ -e /proc/$pid/autogroup ]]; then awk '{print $NF}' "/proc/$pid/autogroup"; else echo -10; fi
+}
+check_eq "gateway: QEMU's threads and autogroup at nice -10 (first to the CPU)" "$(printf '%s\n' -10 -10)" gateway_priority
 check "gateway: ip_vs loaded" on gateway "grep -qw '^ip_vs' /proc/modules && test -e /proc/net/ip_vs"
 check "gateway: sudo ipvsadm -Ln runs" on gateway sudo -n ipvsadm -Ln
 check "gateway: ldirectord installed" on gateway "dpkg-query -W -f='\${Status}' ldirectord | grep -q 'install ok installed'"
