@@ -124,10 +124,12 @@ export = async () => {
     // The Kubernetes API load balancer: the VIP on every control node's lo, IPVS + ldirectord on the gateway,
     // installed alongside etcd and the API servers; its gates wait until it serves from every API server. A
     // node that leaves is drained first (the etcd departures above wait for that); one that joins is added to
-    // ldirectord.cf once its API server answers.
+    // ldirectord.cf once its API server answers. On a deployed stack ldirectord.cf changes only once the API
+    // servers' roll is over (its reload would put the one a roll took out back in); an empty stack rolls nothing.
     const loadBalancer = new IpvsLoadBalancer("api-load-balancer", {
         config, nodes: controlNodes, gateway, ssh, pki, apiServers, leaving: membership.leaving,
         joiningApiServers: apiServers.filter(api => membership.joining.some(j => j.name === api.node)).map(api => api.daemon.ready),
+        rolls: membership.newCluster ? [] : apiServers.map(api => api.rolled),
         apiServerFingerprints: apiServers.map(api => api.daemon.fingerprint),
     }, { dependsOn: [preflight] });
 

@@ -182,6 +182,13 @@ export interface IpvsLoadBalancerArgs {
      * requests meanwhile). On an empty stack there are none: nothing is served before the first install ends.
      */
     joiningApiServers?: pulumi.Resource[];
+    /**
+     * Each API server's last step of a roll (back in the load balancer): ldirectord.cf is written, so
+     * reloaded (`autoreload`), and ldirectord reloaded for a new CA, only once every roll is over, since a
+     * reload puts a real server that a roll has taken out back at weight 1 while it restarts. None on an
+     * empty stack, where nothing rolls and ldirectord installs alongside etcd and the API servers.
+     */
+    rolls?: pulumi.Resource[];
 }
 
 export class IpvsLoadBalancer extends pulumi.ComponentResource {
@@ -252,7 +259,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const configFile = remoteFile(`${name}-ldirectord-config`, gateway,
             // The ldirectord package ships an example ldirectord.cf: it comes back on destroy.
             { path: LDIRECTORD_CONFIG, mode: "0644", keepOriginal: true }, ldirectordConfig,
-                childOptions(this, opts.dependsOn, ready, ...drain, ...(args.joiningApiServers ?? [])));
+                childOptions(this, opts.dependsOn, ready, ...drain, ...(args.joiningApiServers ?? []), ...(args.rolls ?? [])));
         // A changed ldirectord.cf is reloaded, never restarted: after a start ldirectord holds every real
         // server at weight 0 until its first check passes, a short outage of the VIP.
         const ldirectord = systemdService(`${name}-ldirectord`, gateway, {

@@ -81,6 +81,21 @@ describe("membership changes under mocks", () => {
         assert.deepEqual(Object.keys(first.outputs.etcdMembership as object), ["control0", "control1", "control2"]);
     });
 
+    test("on a deployed stack ldirectord.cf changes only once every API server's roll is over (a reload puts a drained one back)", () => {
+        const again = runProgram(devConfig({ nodes: nodes(3) }), { probe: { lastOutputs: first.outputs } });
+        const shrunk = runProgram(devConfig({ nodes: nodes(3) }), { probe: { lastOutputs: grown.outputs } });
+        for (const [what, run, names] of [["unchanged", again, nodes(3)], ["grow", grown, nodes(5)], ["shrink", shrunk, nodes(3)]] as const) {
+            const config = byName(run, "api-load-balancer-ldirectord-config");
+            for (const n of names) {
+                assert.ok(dependsOn(run, config, byName(run, `kube-apiserver-${n.name}-in-load-balancer`)), `${what}: after ${n.name}'s roll`);
+            }
+            assert.ok(dependsOn(run, byName(run, "api-load-balancer-ldirectord"), config), `${what}: ldirectord's reload after it`);
+        }
+        // An empty stack rolls nothing: ldirectord installs alongside the API servers.
+        const config = byName(first, "api-load-balancer-ldirectord-config");
+        assert.ok(!dependsOn(first, config, byName(first, "kube-apiserver-control0-in-load-balancer")));
+    });
+
     test("grow: a kept member's unit does not change; a new one starts as an existing cluster's", () => {
         assert.equal(grown.error, undefined, grown.error);
         for (const n of ["control0", "control1", "control2"]) {
