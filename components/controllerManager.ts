@@ -50,8 +50,8 @@ export interface ControllerManagerArgs {
     rollAfter?: pulumi.Resource;
     /**
      * What its binary install and start wait for: every API server (this node's writes the files it reads) and
-     * the VIP on this node's lo, where its kubeconfig's server is. Its kubeconfig and config install alongside
-     * etcd and the API servers.
+     * the VIP on this node's lo, where its kubeconfig's server is. Its kubeconfig installs alongside etcd and
+     * the API servers.
      */
     api: pulumi.Resource[];
 }
