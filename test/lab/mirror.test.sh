@@ -121,6 +121,12 @@ HOST_ARCH="$(uname -m)"; [[ "$HOST_ARCH" == x86_64 ]] && HOST_ARCH=amd64
 for b in "${KUBE_BINS[@]}"; do
   fetch_check "$b" "$KUBE_REL/$b" || continue
   chmod +x "$WORK/dl-$b"
+  # Built without the in-tree cloud providers (lab/mirror/build.sh): the build info names the tag.
+  if go version -m "$WORK/dl-$b" 2>/dev/null | grep -qxF "$(printf '\tbuild\t-tags=providerless')"; then
+    pass "$b: built with -tags=providerless (go version -m)"
+  else
+    fail "$b: its build info does not name -tags=providerless"
+  fi
   if [[ "$ARCH" != "$HOST_ARCH" ]]; then continue; fi
   if [[ "$b" == kubectl ]]; then
     expect_output "kubectl version --client" "Client Version: v${KUBE_VERSION}" "$WORK/dl-$b" version --client
