@@ -64,18 +64,6 @@ lab_in_ns() { nsenter --net="$LAB_NS_PATH" -- "$@"; }
 
 lab_ns_exists() { [[ -e $LAB_NS_PATH ]] && nsenter --net="$LAB_NS_PATH" -- true 2>/dev/null; }
 
-# lab_idle CMD...: becomes CMD (exec) at the lowest CPU priority, for work that may take only the CPU that
-# everything else leaves: nice 19, in a session of its own whose autogroup is at nice 19 too (with the kernel's
-# autogroups, nice ranks a process only within its session's group, which competes with every other session's,
-# the lab's containers and VM among them, as an equal). It keeps no descriptor but 0-2 of its caller's: a
-# build in the background must not hold open the pipe of whoever reads the caller's output (CI's tee).
-lab_idle() {
-  # shellcheck disable=SC2016 # expanded by that bash
-  exec setsid -w bash -c 'for fd in /proc/self/fd/*; do fd=${fd##*/}; if ((fd > 2)); then exec {fd}>&-; fi; done
-    if [[ -w /proc/self/autogroup ]]; then echo 19 >/proc/self/autogroup; fi
-    exec nice -n 19 "$@"' lab-idle "$@"
-}
-
 # lab_wait DESCRIPTION TIMEOUT CMD...: poll CMD once a second until it succeeds.
 lab_wait() {
   local what=$1 timeout=$2 t0=$SECONDS

@@ -7,9 +7,8 @@
 #   binary mirror http://192.168.1.1:8080 (lab/mirror/serve.sh)
 # and writes Pulumi.lab.yaml. Idempotent: on a running lab it only checks and repairs, and grows or shrinks
 # the lab to KCP_LAB_NODES if that differs from the count the lab has (recorded in $LAB_RUN/nodes-count).
-#   the mirror holds the program's default versions; the patch releases the e2e upgrades to
-#   (LAB_UPGRADE_KUBE_VERSION, LAB_UPGRADE_ETCD_VERSION in lab/lib.sh) build in the background at idle
-#   priority while the lab runs (lab/mirror/build-lab.sh), and the e2e waits for them before its upgrades
+#   the mirror holds the program's default versions and the patch releases the e2e upgrades to
+#   (LAB_UPGRADE_KUBE_VERSION, LAB_UPGRADE_ETCD_VERSION in lab/lib.sh)
 # Env: KCP_LAB_NODES (control nodes, 1-9; default: the count of the lab that is up, else 3),
 #      KCP_LAB_BOOT_TIMEOUT (s, default 180), KCP_LAB_NO_MIRROR=1 (no mirror at all), KCP_LAB_NO_KVM=1 (TCG),
 #      KCP_LAB_SKIP_MIRROR_BUILD=1 (serve the mirror as it is, without lab/mirror/build.sh).
@@ -307,11 +306,7 @@ main() {
     lab_log "mirror: not building (KCP_LAB_NO_MIRROR / KCP_LAB_SKIP_MIRROR_BUILD)"
   else
     [[ -f $repo/lab/mirror/build-lab.sh ]] || lab_die "lab/mirror/build-lab.sh is missing (or set KCP_LAB_NO_MIRROR=1)"
-    bash "$repo/lab/mirror/build-lab.sh" defaults
-    # Only the e2e's upgrades need the upgrade targets: they build meanwhile, on the CPU the lab leaves.
-    mkdir -p "$LAB_RUN"
-    lab_log "mirror: the e2e's upgrade targets build in the background at idle priority, when not built (log: $LAB_RUN/mirror-upgrades.log)"
-    bash "$repo/lab/mirror/build-lab.sh" --idle upgrades </dev/null >"$LAB_RUN/mirror-upgrades.log" 2>&1 4>&- &
+    bash "$repo/lab/mirror/build-lab.sh"
   fi
   setup_network
   local n gw_started=0 gw_t0 was

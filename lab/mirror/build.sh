@@ -21,13 +21,6 @@
 #   KCP_ONLY        "kube", "etcd" or "" (both)
 #   KCP_KUBE_BINS   the Kubernetes binaries to build, space-separated (default:
 #                   kube-apiserver kube-controller-manager kube-scheduler kubectl)
-#   KCP_MIRROR_INDEX 1 (default): SHA256SUMS.json and mirror.json describe this
-#                   build; 0: they keep describing the last build that wrote them
-#                   (a build of other releases beside the program's defaults)
-#
-# Two runs at once build a release once: each release is built under a lock
-# (BUILD_DIR/<release>.lock), and a run that finds it held says so, waits, and
-# then finds the release cached.
 #
 # A second run with the same versions rebuilds nothing: it only re-hashes the
 # artifacts, checks them against their .sha256 files, checks the versions the
@@ -56,8 +49,6 @@ BUILD_FLAGS=(-trimpath -gcflags=all=-dwarf=false)
 KUBE_TAGS=providerless
 KCP_FORCE="${KCP_FORCE:-0}"
 KCP_ONLY="${KCP_ONLY:-}"
-KCP_MIRROR_INDEX="${KCP_MIRROR_INDEX:-1}"
-[[ "$KCP_MIRROR_INDEX" =~ ^[01]$ ]] || { echo "KCP_MIRROR_INDEX must be 0 or 1, not '$KCP_MIRROR_INDEX'" >&2; exit 2; }
 
 ALL_KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 read -r -a KUBE_BINS <<<"${KCP_KUBE_BINS:-${ALL_KUBE_BINS[*]}}"
@@ -68,7 +59,7 @@ ETCD_REL="etcd-io/etcd/releases/download/v${ETCD_VERSION}/${ETCD_NAME}.tar.gz"
 log() { printf '[mirror %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for tool in go python3 sha256sum tar gzip flock; do
+for tool in go python3 sha256sum tar gzip; do
   command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"
 done
 [[ "$KUBE_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad kube version: $KUBE_VERSION"
@@ -95,40 +86,13 @@ PY
 
 # module_info MODULE@VERSION -> path of the .info file of that version
 module_info() {
-  local out tmp
+  local out
   out="$(cd "$BUILD_DIR" && go mod download -json "$1")" || die "go mod download $1 failed"
-  tmp="$(mktemp "$BUILD_DIR/.dl.XXXXXX.json")" # a file of its own: another run may be at the same step
-  printf '%s\n' "$out" >"$tmp"
-  json_field "$tmp" Info
-  rm -f "$tmp"
+  printf '%s\n' "$out" >"$BUILD_DIR/.dl.json"
+  json_field "$BUILD_DIR/.dl.json" Info
 }
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
-
-# locked NAME CMD...: runs CMD holding BUILD_DIR/NAME.lock (released when CMD returns, or when this run
-# ends); says so when another run holds it, then waits for it.
-locked() {
-  local lock="$BUILD_DIR/$1.lock" fd
-  shift
-  exec {fd}>"$lock"
-  if ! flock -n "$fd"; then
-    log "waiting for another build that holds $lock"
-    flock "$fd"
-    log "got $lock"
-  fi
-  "$@"
-  exec {fd}>&-
-}
-
-# ensure_etcd, ensure_kube: build the release unless the mirror holds it, then verify it.
-ensure_etcd() {
-  if [[ "$KCP_FORCE" == 1 ]] || ! artifact_ok "$ETCD_REL"; then build_etcd; else log "etcd v$ETCD_VERSION cached"; fi
-  verify_etcd
-}
-ensure_kube() {
-  if [[ "$KCP_FORCE" == 1 ]] || ! kube_cached; then build_kube; else log "kubernetes v$KUBE_VERSION cached"; fi
-  verify_kube
-}
 
 # publish SRC REL MODE: copy SRC to MIRROR_DIR/REL atomically, write REL.sha256
 publish() {
@@ -373,8 +337,13 @@ PY
 # --------------------------------------------------------------------- main
 T0=$SECONDS
 log "mirror=$MIRROR_DIR kubernetes=v$KUBE_VERSION etcd=v$ETCD_VERSION arch=$ARCH GOCACHE=$GOCACHE"
-# (if statements, not ||: the builds rely on errexit, which a || list turns off)
-if [[ "$KCP_ONLY" != kube ]]; then locked "etcd-v$ETCD_VERSION-$ARCH" ensure_etcd; fi
-if [[ "$KCP_ONLY" != etcd ]]; then locked "kubernetes-v$KUBE_VERSION-$ARCH" ensure_kube; fi
-if [[ "$KCP_MIRROR_INDEX" == 1 ]]; then locked index write_index; else log "SHA256SUMS.json and mirror.json left as they were (KCP_MIRROR_INDEX=0)"; fi
+if [[ "$KCP_ONLY" != kube ]]; then
+  if [[ "$KCP_FORCE" == 1 ]] || ! artifact_ok "$ETCD_REL"; then build_etcd; else log "etcd v$ETCD_VERSION cached"; fi
+  verify_etcd
+fi
+if [[ "$KCP_ONLY" != etcd ]]; then
+  if [[ "$KCP_FORCE" == 1 ]] || ! kube_cached; then build_kube; else log "kubernetes v$KUBE_VERSION cached"; fi
+  verify_kube
+fi
+write_index
 log "done in $((SECONDS - T0))s; mirror uses $(du -sh "$MIRROR_DIR" | cut -f1)"

@@ -33,23 +33,6 @@ kill "$parent" 2>/dev/null || true
 wait "$parent" 2>/dev/null || true
 check_not "lab_pid_alive: no pid file, not alive" lab_pid_alive "$tmp/missing.pid"
 
-# lab_idle: what it runs has nice 19, a session of its own (the caller's session is not renamed, nor its
-# autogroup reniced), and that session's autogroup at nice 19 where the kernel has autogroups.
-# shellcheck disable=SC2016 # expanded by the inner bash
-idle=$( (lab_idle bash -c 'echo "$(ps -o ni= -p $$ | tr -d " ") $(ps -o sid= -p $$ | tr -d " ") $$"; cat /proc/self/autogroup 2>/dev/null || echo "no autogroup"') )
-read -r idle_nice idle_sid idle_pid <<<"${idle%%$'\n'*}"
-check_eq "lab_idle: the command runs at nice 19" 19 echo "$idle_nice"
-check_eq "lab_idle: ... as the leader of a session of its own" "$idle_pid" echo "$idle_sid"
-check "lab_idle: ... not this test's session" test "$idle_sid" != "$(ps -o sid= -p $$ | tr -d ' ')"
-# shellcheck disable=SC2016 # expanded by the inner bash
-idle_fds=$( (lab_idle bash -c 'ls /proc/$$/fd | sort -n | xargs') 7>/dev/null)
-check_eq "lab_idle: ... with no descriptor of its caller's but 0-2 (the caller's fd 7 is not among them)" "0 1 2" \
-  echo "$idle_fds"
-if [[ -e /proc/self/autogroup ]]; then
-  check "lab_idle: ... whose autogroup is at nice 19 ($(tail -n 1 <<<"$idle"))" grep -q 'nice 19$' <<<"$(tail -n 1 <<<"$idle")"
-  check_not "lab_idle: ... while this test's autogroup is not" grep -q 'nice 19$' /proc/self/autogroup
-fi
-
 # test/lib.sh itself: a daemon a check starts (lab:up's containers) must not hold the test's output pipe open,
 # or whoever reads it (CI's tee) waits for ever. The daemon here lives 30 s; the reader must be done in 10.
 cat >"$tmp/starts-a-daemon.sh" <<'EOF_TEST'

@@ -291,37 +291,4 @@ if ((stopped)); then pass "serve.sh stops on SIGTERM"; else fail "serve.sh still
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
 
-# --- build.sh: two runs at once build a release once ---------------------------
-# A run that finds a release's lock held (here by this test, as by a build in the background) says so and
-# waits; once the lock is free it finds the release cached. KCP_MIRROR_INDEX=0 leaves the index as it was.
-lock="${KCP_BUILD_DIR:-${KCP_CACHE:-/var/cache/kcp}/mirror-build}/etcd-v$ETCD_VERSION-$ARCH.lock"
-index_was=$(stat -c '%i %y' "$KCP_MIRROR_DIR/SHA256SUMS.json" "$KCP_MIRROR_DIR/mirror.json")
-exec {held}>"$lock"
-flock "$held"
-# (without this test's lock fd: a copy of it would hold the lock for as long as build.sh runs)
-KCP_ONLY=etcd KCP_MIRROR_INDEX=0 bash "$ROOT/lab/mirror/build.sh" "$KUBE_VERSION" "$ETCD_VERSION" "$ARCH" \
-  >"$WORK/locked.log" 2>&1 {held}>&- &
-locked_pid=$!
-check "build.sh says it waits for the build that holds $lock" \
-  wait_for "build.sh waiting for the lock" 30 grep -qF "waiting for another build that holds $lock" "$WORK/locked.log"
-sleep 1
-check "... and waits while that lock is held" kill -0 "$locked_pid"
-exec {held}>&-
-rc=0
-wait "$locked_pid" || rc=$?
-check_eq "... then ends well" 0 echo "$rc"
-check "... having found etcd v$ETCD_VERSION cached and verified it" \
-  grep -qzE "etcd v$ETCD_VERSION cached.*verified etcd v$ETCD_VERSION" "$WORK/locked.log"
-check_eq "KCP_MIRROR_INDEX=0: SHA256SUMS.json and mirror.json were not rewritten" "$index_was" \
-  stat -c '%i %y' "$KCP_MIRROR_DIR/SHA256SUMS.json" "$KCP_MIRROR_DIR/mirror.json"
-rc=0
-KCP_ONLY=etcd KCP_MIRROR_INDEX=2 bash "$ROOT/lab/mirror/build.sh" "$KUBE_VERSION" "$ETCD_VERSION" "$ARCH" \
-  >"$WORK/bad-index.log" 2>&1 || rc=$?
-check "KCP_MIRROR_INDEX=2 is refused with exit 2, naming it" \
-  bash -c "[[ $rc == 2 ]] && grep -q KCP_MIRROR_INDEX '$WORK/bad-index.log'"
-rc=0
-bash "$ROOT/lab/mirror/build-lab.sh" upgrade >"$WORK/bad-arg.log" 2>&1 || rc=$?
-check "build-lab.sh refuses an argument it does not know (upgrade) with exit 2 and its usage" \
-  bash -c "[[ $rc == 2 ]] && grep -q '^usage: lab/mirror/build-lab.sh' '$WORK/bad-arg.log'"
-
 test_done
