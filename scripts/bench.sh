@@ -117,6 +117,8 @@ timed destroy program destroy --yes --skip-preview
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 row() { printf '%-40s %9ss %9ss %8sx\n' "$1" "$(seconds "${took[$2]}")" "$(seconds "$3")" "$(ratio "${took[$2]}" "$3")"; }
+# The kernel's transparent huge pages change these figures by about a tenth (README): say which were on.
+printf '\ntransparent huge pages: %s\n' "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
 printf '\n%-40s %10s %10s %9s\n' "step" "program" "baseline" "ratio"
 row "cold up / empty program" cold-up "${took[empty-up]}"
 row "cold up / its critical path" cold-up "$critical_ms"
