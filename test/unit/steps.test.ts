@@ -85,23 +85,38 @@ test("preflight refuses an upgrade that skips a minor release or goes back acros
     assert.ok(!etcdCheck("3.4.30") && !etcdCheck("3.7.0"), "etcd: back across a minor, or skipping one");
 });
 
-test("a package's unit is enabled and disabled without systemctl's SysV hooks; a unit the program writes as ever", () => {
+test("a service step reloads systemd once for a unit it writes, never for a package's, which it enables without SysV hooks", () => {
     // A fake systemctl on PATH that records each call with the SysV switch it was given.
     const dir = scratch();
     const calls = path.join(dir, "calls");
     fs.writeFileSync(path.join(dir, "systemctl"), `#!/bin/bash\necho "skip=\${SYSTEMCTL_SKIP_SYSV:-} $*" >>${calls}\n`, { mode: 0o755 });
+    // install(1) into a scratch root: the unit file's path is rewritten to stay inside it.
+    const root = scratch();
     const run = (text: string) => {
         fs.rmSync(calls, { force: true });
-        const result = spawnSync("bash", ["-c", text], { encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+        const result = spawnSync("bash", ["-c", text.split("/etc/systemd/system/").join(`${root}/`)],
+            { input: "[Unit]\n", encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
         assert.equal(result.status, 0, result.stderr);
         return fs.readFileSync(calls, "utf8").trim().split("\n");
     };
+    // `systemctl enable` and `disable` reload by themselves unless --no-reload: every call that changes links says so.
+    const noImplicitReload = (lines: string[]) =>
+        assert.deepEqual(lines.filter(l => / (enable|disable) /.test(l) && !l.includes("--no-reload")), []);
     const packaged = serviceScripts({ unitName: "ldirectord", fingerprint: "f", ownsUnitFile: false, onChange: "reload" });
-    assert.deepEqual(run(packaged.create), ["skip=1 enable --quiet ldirectord", "skip= restart ldirectord"]);
-    assert.equal(run(packaged.update!)[0], "skip=1 enable --quiet ldirectord");
-    assert.equal(run(packaged.delete!)[0], "skip=1 disable --now --quiet ldirectord");
-    // The program's own units: the scripts of a deployed stack do not change.
+    assert.deepEqual(run(packaged.create), ["skip=1 enable --no-reload --quiet ldirectord", "skip= restart ldirectord"]);
+    const packagedUpdate = run(packaged.update!);
+    assert.equal(packagedUpdate[0], "skip=1 enable --no-reload --quiet ldirectord");
+    assert.ok(!packagedUpdate.some(l => l.includes("daemon-reload")), packagedUpdate.join("\n"));
+    assert.deepEqual(run(packaged.delete!), ["skip=1 disable --no-reload --now --quiet ldirectord", "skip= reset-failed ldirectord"]);
     const own = serviceScripts({ unitName: "kube-scheduler", fingerprint: "f", ownsUnitFile: true, onChange: "restart" });
-    assert.deepEqual(run(own.delete!).slice(0, 1), ["skip= disable --now --quiet kube-scheduler"]);
-    assert.match(own.create, /\nsystemctl enable --quiet 'kube-scheduler'\nsystemctl restart 'kube-scheduler'/);
+    for (const [op, text] of [["create", own.create], ["update", own.update!], ["delete", own.delete!]]) {
+        const lines = run(text);
+        noImplicitReload(lines);
+        assert.equal(lines.filter(l => l === "skip= daemon-reload").length, 1, `${op}: one reload\n${lines.join("\n")}`);
+    }
+    // The reload follows the unit file and its links, and precedes the start; on delete it follows the removal.
+    assert.deepEqual(run(own.create), ["skip= enable --no-reload --quiet kube-scheduler", "skip= daemon-reload", "skip= restart kube-scheduler"]);
+    assert.ok(fs.existsSync(path.join(root, "kube-scheduler.service")), "the unit file was installed");
+    assert.deepEqual(run(own.delete!).slice(0, 2), ["skip= disable --no-reload --now --quiet kube-scheduler", "skip= daemon-reload"]);
+    assert.ok(!fs.existsSync(path.join(root, "kube-scheduler.service")), "the unit file was removed");
 });
