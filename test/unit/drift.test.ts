@@ -133,8 +133,8 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
     test("each drifted step's update repairs what differs", () => {
         const update = (name: string) => scriptOf(plain(byName(drifted, name), "update"));
         assert.match(update("kube-apiserver-control1-service"),
-            /install -m 0644 "\$tmp" '\/etc\/systemd\/system\/kube-apiserver.service'\nsystemctl enable --no-reload --quiet 'kube-apiserver'\nsystemctl daemon-reload\nsystemctl restart 'kube-apiserver'/);
-        assert.match(update("kube-scheduler-control2-service"), /systemctl enable --no-reload --quiet 'kube-scheduler'\nsystemctl daemon-reload\nsystemctl restart 'kube-scheduler'\n[\s\S]*waiting up to/,
+            /install -m 0644 "\$tmp" '\/etc\/systemd\/system\/kube-apiserver.service'\nsystemctl enable --no-reload --quiet 'kube-apiserver'\nif \[ "\$\(systemctl show -p NeedDaemonReload --value 'kube-apiserver'\)" != no \]; then systemctl daemon-reload; fi\nsystemctl restart 'kube-apiserver'/);
+        assert.match(update("kube-scheduler-control2-service"), /systemctl enable --no-reload --quiet 'kube-scheduler'\n.*NeedDaemonReload.*\nsystemctl restart 'kube-scheduler'\n[\s\S]*waiting up to/,
             "a disabled, stopped scheduler comes back enabled and running, and the step waits for it");
         assert.match(update("kube-apiserver-control2-key"), /cat > "\$tmp"\nchmod 0600 "\$tmp"\nmv -f "\$tmp" "\$target"/);
         assert.match(update("api-load-balancer-control1-arp-sysctl"), /target='\/etc\/sysctl.d\/50-vip-arp.conf'/);

@@ -85,38 +85,48 @@ test("preflight refuses an upgrade that skips a minor release or goes back acros
     assert.ok(!etcdCheck("3.4.30") && !etcdCheck("3.7.0"), "etcd: back across a minor, or skipping one");
 });
 
-test("a service step reloads systemd once for a unit it writes, never for a package's, which it enables without SysV hooks", () => {
-    // A fake systemctl on PATH that records each call with the SysV switch it was given.
+test("a service step reloads systemd only when it holds another version of the unit file, and enables a package's unit without SysV hooks", () => {
+    // A fake systemctl on PATH that records each call with the SysV switch it was given, and answers
+    // NeedDaemonReload with $NEED (what systemd says when it holds another version of the unit file than the disk's).
     const dir = scratch();
     const calls = path.join(dir, "calls");
-    fs.writeFileSync(path.join(dir, "systemctl"), `#!/bin/bash\necho "skip=\${SYSTEMCTL_SKIP_SYSV:-} $*" >>${calls}\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "systemctl"), [
+        "#!/bin/bash",
+        `echo "skip=\${SYSTEMCTL_SKIP_SYSV:-} $*" >>${calls}`,
+        `if [ "$1 $2 $3" = "show -p NeedDaemonReload" ]; then echo "$NEED"; fi`,
+    ].join("\n") + "\n", { mode: 0o755 });
     // install(1) into a scratch root: the unit file's path is rewritten to stay inside it.
     const root = scratch();
-    const run = (text: string) => {
+    const run = (text: string, need = "no") => {
         fs.rmSync(calls, { force: true });
         const result = spawnSync("bash", ["-c", text.split("/etc/systemd/system/").join(`${root}/`)],
-            { input: "[Unit]\n", encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+            { input: "[Unit]\n", encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, NEED: need } });
         assert.equal(result.status, 0, result.stderr);
-        return fs.readFileSync(calls, "utf8").trim().split("\n");
+        return fs.readFileSync(calls, "utf8").trim().split("\n").filter(l => !l.includes("NeedDaemonReload"));
     };
     // `systemctl enable` and `disable` reload by themselves unless --no-reload: every call that changes links says so.
     const noImplicitReload = (lines: string[]) =>
         assert.deepEqual(lines.filter(l => / (enable|disable) /.test(l) && !l.includes("--no-reload")), []);
     const packaged = serviceScripts({ unitName: "ldirectord", fingerprint: "f", ownsUnitFile: false, onChange: "reload" });
-    assert.deepEqual(run(packaged.create), ["skip=1 enable --no-reload --quiet ldirectord", "skip= restart ldirectord"]);
-    const packagedUpdate = run(packaged.update!);
+    assert.deepEqual(run(packaged.create, "yes"), ["skip=1 enable --no-reload --quiet ldirectord", "skip= restart ldirectord"]);
+    const packagedUpdate = run(packaged.update!, "yes");
     assert.equal(packagedUpdate[0], "skip=1 enable --no-reload --quiet ldirectord");
     assert.ok(!packagedUpdate.some(l => l.includes("daemon-reload")), packagedUpdate.join("\n"));
     assert.deepEqual(run(packaged.delete!), ["skip=1 disable --no-reload --now --quiet ldirectord", "skip= reset-failed ldirectord"]);
     const own = serviceScripts({ unitName: "kube-scheduler", fingerprint: "f", ownsUnitFile: true, onChange: "restart" });
-    for (const [op, text] of [["create", own.create], ["update", own.update!], ["delete", own.delete!]]) {
-        const lines = run(text);
-        noImplicitReload(lines);
-        assert.equal(lines.filter(l => l === "skip= daemon-reload").length, 1, `${op}: one reload\n${lines.join("\n")}`);
+    const reloads = (lines: string[]) => lines.filter(l => l === "skip= daemon-reload").length;
+    for (const [op, text] of [["create", own.create], ["update", own.update!]]) {
+        for (const [need, expected] of [["no", 0], ["yes", 1], ["", 1]] as const) {
+            const lines = run(text, need);
+            noImplicitReload(lines);
+            assert.equal(reloads(lines), expected, `${op}, NeedDaemonReload=${need}:\n${lines.join("\n")}`);
+            assert.equal(lines[lines.length - 1], "skip= restart kube-scheduler", "the restart comes last, after any reload");
+        }
     }
-    // The reload follows the unit file and its links, and precedes the start; on delete it follows the removal.
-    assert.deepEqual(run(own.create), ["skip= enable --no-reload --quiet kube-scheduler", "skip= daemon-reload", "skip= restart kube-scheduler"]);
     assert.ok(fs.existsSync(path.join(root, "kube-scheduler.service")), "the unit file was installed");
-    assert.deepEqual(run(own.delete!).slice(0, 2), ["skip= disable --no-reload --now --quiet kube-scheduler", "skip= daemon-reload"]);
+    // Delete: the file goes, then one reload unloads it.
+    const deleted = run(own.delete!);
+    noImplicitReload(deleted);
+    assert.deepEqual(deleted.slice(0, 2), ["skip= disable --no-reload --now --quiet kube-scheduler", "skip= daemon-reload"]);
     assert.ok(!fs.existsSync(path.join(root, "kube-scheduler.service")), "the unit file was removed");
 });
