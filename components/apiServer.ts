@@ -11,7 +11,7 @@ import { PkiFiles } from "./pki";
 import { apiServerProfileFiles, pkiFileMode, profileFlags, unitFileMode } from "./profile";
 import { flags, renderServiceUnit, withExtraArgs } from "./render/systemd";
 import { realServerWeightLines } from "./loadBalancer";
-import { Daemon, DaemonSpec, installDaemon, restartFingerprint, unitDiagnosis } from "./remote/daemon";
+import { Daemon, DaemonSpec, installDaemon, restartFingerprint, serviceScriptsForm, unitDiagnosis } from "./remote/daemon";
 import { withDriftRepairs } from "./remote/drift";
 import { fingerprint } from "./remote/fingerprint";
 import { Host, SshAccess } from "./remote/host";
@@ -145,11 +145,12 @@ export class ApiServer extends pulumi.ComponentResource {
             gateTimeoutSeconds: config.healthTimeoutSeconds,
             rollAfter: args.rollAfter,
         };
-        // Every restart the service step makes (a change, or the repair of a hand edit) is drained: out of the
-        // load balancer first (after the previous node is back in), back in once it answers /readyz again. The
-        // step that brings it back follows each run of the one that took it out (its output), so a failed
-        // restart that is retried, or reverted, still ends with the node back in.
-        const restarts = withDriftRepairs(restartFingerprint(spec), [`${name}-service`]);
+        // Every restart the service step makes (a change, the repair of a hand edit, or a new version of the
+        // program that renders its scripts otherwise) is drained: out of the load balancer first (after the
+        // previous node is back in), back in once it answers /readyz again. The step that brings it back
+        // follows each run of the one that took it out (its output), so a failed restart that is retried, or
+        // reverted, still ends with the node back in.
+        const restarts = withDriftRepairs(fingerprint([restartFingerprint(spec), serviceScriptsForm(spec)]), [`${name}-service`]);
         this.drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
             what: `take ${host.name}'s API server out of the load balancer before it restarts`,
             lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,

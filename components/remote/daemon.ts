@@ -1,10 +1,11 @@
 // The shape every control plane daemon shares: its binaries, its files, its unit (restarted when any of
 // them changes) and, optionally, a health gate that waits until it answers. One place, five components.
+import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { fingerprint } from "./fingerprint";
 import { Host } from "./host";
 import { childOptions } from "./options";
-import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, systemdService, WaitSpec } from "./steps";
+import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, serviceScripts, systemdService, WaitSpec } from "./steps";
 
 export interface DaemonFile extends FileSpec {
     /** Short name of the step (`ca`, `key`, `kubeconfig`). */
@@ -59,6 +60,24 @@ export function restartFingerprint(spec: Pick<DaemonSpec, "unit" | "binary" | "f
         ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
 }
 
+/** The daemon's service step, but its fingerprint: its unit, written by the step, restarted on a change. */
+export function daemonServiceSpec(spec: DaemonSpec): Omit<ServiceSpec, "fingerprint"> {
+    const afterChange = spec.afterChange ?? spec.gate;
+    return {
+        ...spec.service, ownsUnitFile: true, onChange: "restart",
+        afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
+    };
+}
+
+/**
+ * Changes whenever the service step's scripts would, with the same fingerprint: a new version of the program
+ * that renders them otherwise runs the step's update, a restart, as a change of what the daemon reads does.
+ */
+export function serviceScriptsForm(spec: DaemonSpec): string {
+    const scripts = serviceScripts({ ...daemonServiceSpec(spec), fingerprint: "" });
+    return crypto.createHash("sha256").update(JSON.stringify(scripts)).digest("hex").slice(0, 16);
+}
+
 /** Creates the steps of one daemon as children of `component`, named `${name}-<what>`. */
 export function installDaemon(component: pulumi.ComponentResource, name: string, spec: DaemonSpec,
     deps: pulumi.CustomResourceOptions["dependsOn"]): Daemon {
@@ -71,12 +90,8 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
     const restartOn = restartFingerprint(spec);
-    const afterChange = spec.afterChange ?? spec.gate;
     const before = typeof spec.before === "function" ? spec.before(installed) : spec.before ?? [];
-    const service = systemdService(`${name}-service`, spec.host, {
-        ...spec.service, ownsUnitFile: true, onChange: "restart",
-        afterChange: afterChange && { ...afterChange, timeoutSeconds: spec.gateTimeoutSeconds },
-    }, restartOn, spec.unit,
+    const service = systemdService(`${name}-service`, spec.host, daemonServiceSpec(spec), restartOn, spec.unit,
     childOptions(component, deps, installed, ...files, ...before, ...inTurn, ...(spec.startAfter ?? [])));
     const ready = spec.gate
         ? healthGate(`${name}-healthy`, spec.host, { ...spec.gate, timeoutSeconds: spec.gateTimeoutSeconds },

@@ -8,6 +8,8 @@ import * as os from "os";
 import * as path from "path";
 import { test } from "node:test";
 import { versionSkewCheck } from "../../components/preflight";
+import { daemonServiceSpec, DaemonSpec, serviceScriptsForm } from "../../components/remote/daemon";
+import { Host } from "../../components/remote/host";
 import { binaryScripts, fileScripts, serviceScripts } from "../../components/remote/steps";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-steps-"));
@@ -129,4 +131,34 @@ test("a service step reloads systemd only when it holds another version of the u
     noImplicitReload(deleted);
     assert.deepEqual(deleted.slice(0, 2), ["skip= disable --no-reload --now --quiet kube-scheduler", "skip= daemon-reload"]);
     assert.ok(!fs.existsSync(path.join(root, "kube-scheduler.service")), "the unit file was removed");
+});
+
+test("the scripts' form of a daemon's service step: what a drain follows besides what the daemon reads", () => {
+    const spec: DaemonSpec = {
+        host: {} as Host,
+        binary: { url: "http://mirror/kube-apiserver", sha256: "", binaries: ["kube-apiserver"], installDir: "/usr/local/bin" },
+        files: [{ what: "ca", path: "/var/lib/kubernetes/ca.pem", mode: "0644", content: "CA-1" }],
+        service: { unitName: "kube-apiserver" },
+        unit: "[Service]\nExecStart=/usr/local/bin/kube-apiserver --v=1\n",
+        gate: { what: "it to answer", probe: "true" },
+        gateTimeoutSeconds: 60,
+    };
+    const form = serviceScriptsForm(spec);
+    assert.match(form, /^[0-9a-f]{16}$/);
+    // What the daemon reads is the restart fingerprint's part, not the form's: the form stays.
+    assert.equal(serviceScriptsForm({ ...spec, unit: spec.unit.replace("--v=1", "--v=2"),
+        files: [{ ...spec.files[0], content: "CA-2" }] }), form);
+    // Whatever renders the service step's scripts otherwise changes it: what it removes, how it waits after a
+    // restart, how long, its unit file's mode.
+    for (const other of [
+        { ...spec, service: { ...spec.service, afterRemove: ["rm -f /var/log/audit.log"] } },
+        { ...spec, gate: { ...spec.gate!, probe: "false" } },
+        { ...spec, gateTimeoutSeconds: 120 },
+        { ...spec, service: { ...spec.service, unitFileMode: "0600" } },
+    ]) {
+        assert.notEqual(serviceScriptsForm(other), form);
+    }
+    // The step restarts on a change, then waits for the gate.
+    const withFingerprint = serviceScripts({ ...daemonServiceSpec(spec), fingerprint: "f" });
+    assert.match(withFingerprint.update!, /systemctl restart 'kube-apiserver'[\s\S]*until true/);
 });
