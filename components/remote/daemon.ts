@@ -60,7 +60,7 @@ export function restartFingerprint(spec: Pick<DaemonSpec, "unit" | "binary" | "f
         ...spec.files.map(f => f.content), ...(spec.readsAlso ?? [])]);
 }
 
-/** The daemon's service step, but its fingerprint: its unit, written by the step, restarted on a change. */
+/** What the daemon's service step renders its scripts from, all but the fingerprint: it writes the unit and restarts on a change. */
 export function daemonServiceSpec(spec: DaemonSpec): Omit<ServiceSpec, "fingerprint"> {
     const afterChange = spec.afterChange ?? spec.gate;
     return {
