@@ -1,8 +1,7 @@
 // The shape every control plane daemon shares: its binaries, its files, its unit (restarted when any of
 // them changes) and, optionally, a health gate that waits until it answers. One place, five components.
-import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { fingerprint } from "./fingerprint";
+import { fingerprint, shortDigest } from "./fingerprint";
 import { Host } from "./host";
 import { childOptions } from "./options";
 import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, serviceScripts, systemdService, WaitSpec } from "./steps";
@@ -74,8 +73,7 @@ export function daemonServiceSpec(spec: DaemonSpec): Omit<ServiceSpec, "fingerpr
  * that renders them otherwise runs the step's update, a restart, as a change of what the daemon reads does.
  */
 export function serviceScriptsForm(spec: DaemonSpec): string {
-    const scripts = serviceScripts({ ...daemonServiceSpec(spec), fingerprint: "" });
-    return crypto.createHash("sha256").update(JSON.stringify(scripts)).digest("hex").slice(0, 16);
+    return shortDigest(serviceScripts({ ...daemonServiceSpec(spec), fingerprint: "" }));
 }
 
 /** Creates the steps of one daemon as children of `component`, named `${name}-<what>`. */

@@ -30,6 +30,7 @@
 import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../config";
+import { shortDigest } from "./fingerprint";
 import { addressKey, emptyFacts, HostFacts, observe, probed, ProbeQuery } from "./probe";
 
 /** A file the step writes. */
@@ -170,7 +171,7 @@ export function nextMarker(previous: string | undefined, expectations: Expectati
         return previous;
     }
     const observed = expectations.map(e => observedLine(e, facts));
-    return crypto.createHash("sha256").update(JSON.stringify([observed, previous])).digest("hex").slice(0, 16);
+    return shortDigest([observed, previous]);
 }
 
 /** The comment a non-empty marker adds to a script, after its strict-mode header. */
@@ -257,7 +258,7 @@ export function withDriftRepairs(fingerprint: pulumi.Input<string>, steps: strin
     const markers = pulumi.output(probed()).apply(() =>
         pulumi.all(steps.map(name => watched.get(name)?.marker ?? pulumi.output(""))));
     return pulumi.all([fingerprint, markers]).apply(([f, ms]) => ms.every(m => m === "") ? f
-        : crypto.createHash("sha256").update(JSON.stringify([f, ms])).digest("hex").slice(0, 16));
+        : shortDigest([f, ms]));
 }
 
 /** Tests: what every host reports when it is in sync with every step, by host name. */

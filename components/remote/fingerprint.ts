@@ -7,6 +7,10 @@ import * as pulumi from "@pulumi/pulumi";
  * nothing of the key, so it is deliberately not a secret: the plan stays readable.
  */
 export function fingerprint(inputs: pulumi.Input<string>[]): pulumi.Output<string> {
-    return pulumi.unsecret(pulumi.all(inputs).apply(values =>
-        crypto.createHash("sha256").update(JSON.stringify(values)).digest("hex").slice(0, 16)));
+    return pulumi.unsecret(pulumi.all(inputs).apply(shortDigest));
+}
+
+/** The first 16 hex digits of the sha256 of a value's JSON: what every fingerprint and marker is made of. */
+export function shortDigest(value: unknown): string {
+    return crypto.createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
 }
