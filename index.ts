@@ -15,7 +15,7 @@ import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs }
 import { connectProbes, knownSums, probed, sshProbeRunner, startProbes, useKnownSums } from "./components/remote/probe";
 import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
-import { Preflight, refuseVersionSkew } from "./components/preflight";
+import { Preflight, refuseByPreflight } from "./components/preflight";
 import { holdResourcesUntil, loadStack } from "./components/stack";
 import { leavePromiseTracesUnformatted } from "./components/traces";
 
@@ -49,9 +49,10 @@ export = async () => {
     const membership = planMembership(config, await lastOutput<MembershipRecord>("etcdMembership"), previousMarkers);
 
     // Drift: every host is probed once, over one SSH session, once the program is constructed (below, at the
-    // end); no resource is registered before, and none at all when a host cannot be probed or its installed
-    // releases refuse the configured ones (the version skew policy, in preview too).
-    const checked = probed().then(facts => refuseVersionSkew(config, config.nodes, facts));
+    // end); no resource is registered before, and none at all when a host cannot be probed or a preflight
+    // check refuses (components/preflight.ts: the version skew policy, a port held by another program; in
+    // preview too).
+    const checked = probed().then(facts => refuseByPreflight(config, config.nodes, facts));
     holdResourcesUntil(checked);
     usePreviousMarkers(Promise.resolve(previousMarkers));
     // Each drift-aware step's marker, the next run's previous one. When the probes or the version skew policy

@@ -20,8 +20,11 @@ const CA = `${ETCD_CONFIG_DIR}/ca.pem`;
 const CERT = `${ETCD_CONFIG_DIR}/kubernetes.pem`;
 const KEY = `${ETCD_CONFIG_DIR}/kubernetes-key.pem`;
 
-export const peerUrl = (node: Machine) => `https://${node.address}:2380`;
-export const clientUrl = (node: Machine) => `https://${node.address}:2379`;
+/** The ports a member listens on: for its clients (the API servers, etcdctl), and for its peers. */
+export const ETCD_CLIENT_PORT = 2379;
+export const ETCD_PEER_PORT = 2380;
+export const peerUrl = (node: Machine) => `https://${node.address}:${ETCD_PEER_PORT}`;
+export const clientUrl = (node: Machine) => `https://${node.address}:${ETCD_CLIENT_PORT}`;
 
 /** How a member of a new cluster starts: every node, state `new` (the seed's flags). */
 export function bootstrapJoin(config: ClusterConfig): MemberJoin {
@@ -52,7 +55,7 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine, join: Membe
                 ["client-cert-auth", true],
                 ["initial-advertise-peer-urls", peerUrl(node)],
                 ["listen-peer-urls", peerUrl(node)],
-                ["listen-client-urls", `${clientUrl(node)},https://127.0.0.1:2379`],
+                ["listen-client-urls", `${clientUrl(node)},https://127.0.0.1:${ETCD_CLIENT_PORT}`],
                 ["advertise-client-urls", clientUrl(node)],
                 ["initial-cluster-token", config.etcdClusterToken],
                 ["initial-cluster", join.initialCluster],
@@ -120,7 +123,7 @@ export function etcdctlAt(members: Machine[] | string): string {
 }
 
 /** etcdctl against the local member with the member's own certificate, as the seed runs it. */
-export const ETCDCTL = etcdctlAt("https://127.0.0.1:2379");
+export const ETCDCTL = etcdctlAt(`https://127.0.0.1:${ETCD_CLIENT_PORT}`);
 /** A shell function `etcd_ctl` that runs ETCDCTL with its arguments: the one line every etcd script starts with. */
 export const ETCD_CTL_FUNCTION = `etcd_ctl() { ${ETCDCTL} "$@"; }`;
 

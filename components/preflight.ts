@@ -1,14 +1,22 @@
 // Preflight (kubeadm's word): read-only checks on every control node that run before anything on any host
-// changes, and stop the program with an error that names the config key. Today: the version skew policy
-// against what is installed, so an upgrade never skips a minor release nor goes back across one.
+// changes, and stop the program with an error that names the culprit:
+// - the version skew policy against what is installed, so an upgrade never skips a minor release nor goes back
+//   across one (naming the config key);
+// - the control plane's ports: each port a daemon will listen on is free, or held by that daemon's own unit
+//   (kubeadm's `Port-6443` check), so a node where something else holds 2380 is refused before any file is
+//   written on any host, instead of an etcd that cannot bind and a health gate that times out minutes later.
 //
-// It is checked twice: from the host probe (probe.ts), before any resource is registered, so `pulumi preview`
-// refuses too; and by a remote step per node at `up`, the backstop when a preview had no SSH key.
+// Both come from the host probe (probe.ts), before any resource is registered, so `pulumi preview` refuses
+// too. The version skew policy is also checked by a remote step per node at `up`, the backstop when a preview
+// had no SSH key (an `up` always probes).
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig, CONFIG_NAMESPACE, Machine, versionParts } from "./config";
+import { CONTROLLER_MANAGER_PORT } from "./controllerManager";
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from "./etcd";
+import { SCHEDULER_PORT } from "./scheduler";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { observe, ProbedHosts } from "./remote/probe";
+import { Listener, observe, ProbedHosts } from "./remote/probe";
 import { shq } from "./remote/shell";
 import { precondition } from "./remote/steps";
 import { refusal } from "./traces";
@@ -67,11 +75,44 @@ export function versionSkewProblems(config: ClusterConfig, nodes: Machine[], fac
     }));
 }
 
-/** Throws the refusal, before any resource is registered, when a probed node breaks the policy. */
-export function refuseVersionSkew(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): void {
-    const problems = versionSkewProblems(config, nodes, facts);
+/** A TCP port a daemon of every control node listens on, and the systemd unit that may hold it. */
+export interface ControlPlanePort {
+    port: number;
+    unit: string;
+    /** What it is, in words, with the config key that sets it if any. */
+    what: string;
+}
+
+/** The ports every control node's daemons listen on. */
+export function controlPlanePorts(config: ClusterConfig): ControlPlanePort[] {
+    return [
+        { port: ETCD_CLIENT_PORT, unit: "etcd.service", what: "etcd's client port" },
+        { port: ETCD_PEER_PORT, unit: "etcd.service", what: "etcd's peer port" },
+        { port: config.apiPort, unit: "kube-apiserver.service", what: `the API server's port (${CONFIG_NAMESPACE}:apiPort)` },
+        { port: CONTROLLER_MANAGER_PORT, unit: "kube-controller-manager.service", what: "the controller manager's port" },
+        { port: SCHEDULER_PORT, unit: "kube-scheduler.service", what: "the scheduler's port" },
+    ];
+}
+
+const holder = (l: Listener) => `${l.process} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ""})`;
+
+/**
+ * Every port of `controlPlanePorts` that something other than its own unit listens on, one line per node and
+ * port: `node: port N (what) is in use by PROCESS (pid P, UNIT), not UNIT`. Pure.
+ */
+export function portProblems(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): string[] {
+    return nodes.flatMap(node => controlPlanePorts(config).flatMap(p => {
+        const others = (facts.get(node.name)?.ports?.[String(p.port)] ?? []).filter(l => l.unit !== p.unit);
+        return others.length === 0 ? []
+            : [`${node.name}: port ${p.port} (${p.what}) is in use by ${others.map(holder).join(", ")}, not ${p.unit}: stop it, or move it to another port`];
+    }));
+}
+
+/** Throws the refusal, before any resource is registered, when a probed node fails a preflight check. */
+export function refuseByPreflight(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): void {
+    const problems = [...versionSkewProblems(config, nodes, facts), ...portProblems(config, nodes, facts)];
     if (problems.length > 0) {
-        throw refusal(`refused by the version skew policy, so nothing was changed:\n${problems.map(p => `  - ${p}`).join("\n")}`);
+        throw refusal(`refused by the preflight checks, so nothing was changed:\n${problems.map(p => `  - ${p}`).join("\n")}`);
     }
 }
 
@@ -82,14 +123,18 @@ export interface PreflightArgs {
     nodes: Host[];
 }
 
-/** Read-only checks on every control node; everything else depends on this component. */
+/** Read-only checks on every control node (the version skew policy; the ports from the probe alone); everything else depends on this component. */
 export class Preflight extends pulumi.ComponentResource {
     constructor(name: string, args: PreflightArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:Preflight", name, {}, opts);
         const { config } = args;
         for (const node of args.nodes) {
-            // The probe reads the installed releases too (refuseVersionSkew); a failed probe reaches the program there.
-            observe(node, { versions: RELEASES.map(r => ({ binary: r.binary, arch: config.arch })) }).catch(() => undefined);
+            // The probe reads the installed releases and the ports' listeners (refuseByPreflight); a failed probe
+            // reaches the program there.
+            observe(node, {
+                versions: RELEASES.map(r => ({ binary: r.binary, arch: config.arch })),
+                ports: controlPlanePorts(config).map(p => p.port),
+            }).catch(() => undefined);
             precondition(`${name}-${node.name}-version-skew`, node, RELEASES.map(r =>
                 versionSkewCheck(r.key, r.binary, r.pattern, config[r.key], config.arch)), childOptions(this, opts.dependsOn));
         }

@@ -53,6 +53,8 @@ export interface ProbeQuery {
     sysctls: string[];
     /** Binaries: the first line `--version` prints. */
     versions: VersionQuery[];
+    /** TCP ports: who listens on each (`ss`), for the preflight (preflight.ts). */
+    ports: number[];
     /**
      * Sums an earlier probe read, by path: `IDENTITY SHA256` (`FileFact.identity`). A file of `files` whose
      * identity is still this one is not read again: its sum is this one.
@@ -85,6 +87,16 @@ export interface UnitFact {
     active: string;
 }
 
+/** A process listening on a TCP port, as `ss -p` and its cgroup name it. */
+export interface Listener {
+    /** Its process id, `-` when `ss` could not say (no such right). */
+    pid: string;
+    /** The systemd service it runs in (`etcd.service`), undefined when none (a login session's process) or unknown. */
+    unit?: string;
+    /** Its process name (`comm`, at most 15 characters), `-` when unknown. */
+    process: string;
+}
+
 /** What a probe found on one host. An item asked for but absent here was not found on the host. */
 export interface HostFacts {
     files: Record<string, FileFact>;
@@ -94,10 +106,12 @@ export interface HostFacts {
     sysctls: Record<string, string>;
     /** The first line of `<binary> --version`, by binary. */
     versions: Record<string, string>;
+    /** Who listens on each port asked for, by port: none, one or more; absent where the host has no `ss` (iproute2). */
+    ports: Record<string, Listener[]>;
 }
 
-export const emptyQuery = (): ProbeQuery => ({ files: [], stats: [], units: [], addresses: [], sysctls: [], versions: [] });
-export const emptyFacts = (): HostFacts => ({ files: {}, units: {}, addresses: {}, sysctls: {}, versions: {} });
+export const emptyQuery = (): ProbeQuery => ({ files: [], stats: [], units: [], addresses: [], sysctls: [], versions: [], ports: [] });
+export const emptyFacts = (): HostFacts => ({ files: {}, units: {}, addresses: {}, sysctls: {}, versions: {}, ports: {} });
 export const addressKey = (a: AddressQuery) => `${a.device} ${a.address}`;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -117,7 +131,7 @@ const KNOWN_SUM = /^[0-9]+ [0-9]+ [0-9]+ [0-9]+(\.[0-9]+)? [0-9]+(\.[0-9]+)? [0-
 
 /**
  * The query as data lines, one item each: `file PATH`, `stat PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`,
- * `version ARCH PATH`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a file both hashed and only
+ * `version ARCH PATH`, `port NUMBER`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a file both hashed and only
  * stat'ed is hashed.
  */
 export function probeQueryLines(query: ProbeQuery): string[] {
@@ -140,6 +154,12 @@ export function probeQueryLines(query: ProbeQuery): string[] {
         ...query.addresses.map(a => `addr ${word("device", a.device)} ${word("address", a.address)}`),
         ...query.sysctls.map(k => `sysctl ${word("key", k)}`),
         ...query.versions.map(v => `version ${word("arch", v.arch)} ${last("binary", v.binary)}`),
+        ...query.ports.map(port => {
+            if (!Number.isInteger(port) || port < 1 || port > 65535) {
+                throw new Error(`probe: port ${JSON.stringify(port)} must be a TCP port number`);
+            }
+            return `port ${port}`;
+        }),
         ...Object.entries(query.known ?? {}).filter(([f, known]) => query.files.includes(f) && KNOWN_SUM.test(known))
             .map(([f, known]) => `sum ${known} ${last("path", f)}`),
     ];
@@ -149,7 +169,8 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * The read-only script a probe runs as root (from stdin, `sudo -n bash -s`): for each item of the query, one
  * line `file SHA256|*|dir|- MODE OWNER PATH` (and `ident IDENTITY PATH` after a big file's, see
  * `FileFact.identity`), `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`, `sysctl KEY VALUE`,
- * `version PATH FIRST-LINE`, between a begin and an end line. One function, read whole before it runs; every
+ * `version PATH FIRST-LINE`, `port NUMBER free|unknown` or `port NUMBER PID UNIT|- PROCESS` for each of its listeners,
+ * between a begin and an end line. One function, read whole before it runs; every
  * command's stdin is /dev/null (the heredoc is the loop's).
  *
  * Few processes in all: under emulation (the lab's gateway) each one costs tens of milliseconds, a `systemctl`
@@ -158,13 +179,13 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * the Kubernetes binaries, about 300 MB a node, hash about four times faster so; sha256sum, which starts about
  * 100 ms sooner on the emulated gateway, for small files, and for all where there is no openssl), one
  * `systemctl show` for every unit, addresses and kernel parameters read by bash itself (from `ip -o` and
- * /proc/sys). Both tools print a line per file in the order given; a file that changes under the probe (fewer
+ * /proc/sys), one `ss` for every port (each listener's unit from its /proc cgroup). Both tools print a line per file in the order given; a file that changes under the probe (fewer
  * lines) is read again alone.
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
         `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
-        `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=()`,
+        `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=()`,
         `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
         `printf -v start '%(%s)T' -1`,
@@ -264,6 +285,30 @@ export function probeScript(query: ProbeQuery): string {
         `  fi`,
         `  printf 'version %s %s\\n' "$2" "\${line:--}"`,
         `}`,
+        // One ss for every port: each listener once (an address family or an address more is the same one), its
+        // process and pid as \`users:(("NAME",pid=PID,fd=N))\`, its systemd service from its cgroup's path.
+        `probe_ports() {`,
+        `  local words=() port pid unit comm line users='users:\\(\\("([^"]*)",pid=([0-9]+)'`,
+        `  local -A listeners=() seen=()`,
+        `  ((\${#ports[@]} > 0)) || return 0`,
+        `  if ! command -v ss >/dev/null 2>&1; then`,
+        `    for port in "\${ports[@]}"; do printf 'port %s unknown\\n' "$port"; done`,
+        `    return 0`,
+        `  fi`,
+        `  while read -r -a words; do`,
+        `    port=\${words[3]:-} port=\${port##*:} pid=- unit=- comm=-`,
+        `    if [[ "\${words[*]}" =~ $users ]]; then`,
+        `      comm=\${BASH_REMATCH[1]//[^[:graph:]]/?} pid=\${BASH_REMATCH[2]}`,
+        `      { while IFS= read -r line; do if [[ $line =~ /([^/]+\\.service)$ ]]; then unit=\${BASH_REMATCH[1]}; fi; done <"/proc/$pid/cgroup"; } 2>/dev/null || true`,
+        `    fi`,
+        `    [[ -z \${seen["$port $pid"]:-} ]] || continue`,
+        `    seen["$port $pid"]=1`,
+        `    listeners[$port]+="port $port $pid $unit $comm"$'\\n'`,
+        `  done < <(ss -Hltnp 2>/dev/null </dev/null)`,
+        `  for port in "\${ports[@]}"; do`,
+        `    if [[ -n \${listeners[$port]:-} ]]; then printf '%s' "\${listeners[$port]}"; else printf 'port %s free\\n' "$port"; fi`,
+        `  done`,
+        `}`,
         `main() {`,
         `  local kind rest item s d i m c sha f`,
         `  echo '${BEGIN}'`,
@@ -274,6 +319,7 @@ export function probeScript(query: ProbeQuery): string {
         `      addr) addrs+=("$rest") ;;`,
         `      sysctl) sysctls+=("$rest") ;;`,
         `      version) versions+=("$rest") ;;`,
+        `      port) ports+=("$rest") ;;`,
         `      sum) read -r s d i m c sha f <<<"$rest"; knownid[$f]="$s $d $i $m $c" knownsum[$f]=$sha ;;`,
         `      *) echo "unknown probe item: $kind" >&2; exit 2 ;;`,
         `    esac`,
@@ -285,6 +331,7 @@ export function probeScript(query: ProbeQuery): string {
         `  for item in "\${addrs[@]}"; do probe_addr "\${item%% *}" "\${item#* }"; done`,
         `  for item in "\${sysctls[@]}"; do probe_sysctl "$item"; done`,
         `  for item in "\${versions[@]}"; do probe_version "\${item%% *}" "\${item#* }"; done`,
+        `  probe_ports`,
         `  echo '${END}'`,
         `}`,
         `main`,
@@ -326,6 +373,19 @@ export function parseProbeOutput(text: string): HostFacts {
             case "addr":
                 if (words.length === 4 && (words[1] === "present" || words[1] === "absent")) {
                     facts.addresses[`${words[2]} ${words[3]}`] = words[1] === "present";
+                    continue;
+                }
+                break;
+            case "port":
+                // `port N free`, `port N unknown`, or one line per listener: `port N PID UNIT|- PROCESS`.
+                if (words.length === 3 && /^[0-9]+$/.test(words[1]) && (words[2] === "free" || words[2] === "unknown")) {
+                    if (words[2] === "free") {
+                        facts.ports[words[1]] = [];
+                    }
+                    continue;
+                }
+                if (words.length === 5 && /^[0-9]+$/.test(words[1]) && /^([0-9]+|-)$/.test(words[2])) {
+                    (facts.ports[words[1]] ??= []).push({ pid: words[2], unit: unset(words[3]), process: words[4] });
                     continue;
                 }
                 break;
@@ -510,6 +570,7 @@ export function observe(host: Machine, want: Partial<ProbeQuery>): Promise<HostF
     add(entry.query.addresses, want.addresses, addressKey);
     add(entry.query.sysctls, want.sysctls);
     add(entry.query.versions, want.versions, v => v.binary);
+    add(entry.query.ports, want.ports);
     return everyHost.then(all => all.get(host.name));
 }
 

@@ -103,6 +103,25 @@ membership_set "${LAB_NODES[@]}"
 # Snapshots of this run stay in its scratch dir.
 run_pulumi config set backupDir "$work/backups"
 
+# 0. preflight: a port of the control plane held by another program (sshd, in a unit of its own, on etcd's peer
+# port) refuses the first up before anything changes, naming the node, the port and the holder.
+squat() { on control1 sudo systemd-run --quiet --unit=kthw-e2e-squatter /usr/sbin/sshd -D -p 2380 -o PidFile=none; }
+squatting() { on control1 "sudo ss -Hltn 'sport = :2380' | grep -q ."; }
+squat
+check "another program listens on control1:2380" wait_for "sshd of kthw-e2e-squatter.service on control1:2380" 30 squatting
+t=$SECONDS
+if run_pulumi up --yes --skip-preview >"$work/up-port-held.log" 2>&1; then
+  fail "pulumi up with control1's port 2380 held by another program should fail"
+else
+  check "pulumi up with control1's port 2380 held fails within 60s ($((SECONDS - t))s)" test "$((SECONDS - t))" -lt 60
+  check "the refusal names control1, the port, what it is for and its holder (process, pid, unit)" \
+    grep -qE "control1: port 2380 \(etcd's peer port\) is in use by sshd \(pid [0-9]+, kthw-e2e-squatter.service\), not etcd.service" \
+    "$work/up-port-held.log"
+  check_not "nothing was changed: no step ran before the refusal" grep -qE "(created|updated|deleted) \(" "$work/up-port-held.log"
+  check_not "no etcd on control0, whose ports were free" on control0 test -e /usr/local/bin/etcd
+fi
+on control1 sudo systemctl stop kthw-e2e-squatter
+
 # 1. up from an empty stack.
 t=$SECONDS
 if run_pulumi up --yes --skip-preview >"$work/up1.log" 2>&1; then

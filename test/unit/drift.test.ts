@@ -4,7 +4,7 @@
 // preview shows nothing, every host is probed once, and the version skew policy refuses before any resource.
 import { strict as assert } from "assert";
 import { describe, test } from "node:test";
-import type { HostFacts } from "../../components/remote/probe";
+import { emptyFacts, HostFacts } from "../../components/remote/probe";
 import type { ProgramRun } from "./harness";
 import { byName, changed, devConfig, isSecret, plain, reveal, runProgram, scriptOf, steps } from "./program";
 
@@ -221,7 +221,7 @@ describe("refusals before any resource is registered", () => {
     const withVersions = (kube: string, etcd: string) => {
         const hosts: Record<string, HostFacts> = {};
         for (const name of ["control0", "control1", "control2"]) {
-            hosts[name] = { files: {}, units: {}, addresses: {}, sysctls: {},
+            hosts[name] = { ...emptyFacts(),
                 versions: { "/usr/local/bin/kube-apiserver": `Kubernetes v${kube}`, "/usr/local/bin/etcd": `etcd Version: ${etcd}` } };
         }
         return hosts;
@@ -230,7 +230,7 @@ describe("refusals before any resource is registered", () => {
     test("a version that skips a minor or goes back across one, in preview too, naming the key", () => {
         for (const mode of ["preview", "up"] as const) {
             const run = runProgram(devConfig({ kubernetesVersion: "1.30.0" }), { mode, probe: { hosts: withVersions("1.28.3", "3.5.9") } });
-            assert.match(run.error ?? "", /refused by the version skew policy, so nothing was changed/);
+            assert.match(run.error ?? "", /refused by the preflight checks, so nothing was changed/);
             assert.match(run.error ?? "", /control0: control-plane:kubernetesVersion: 1.30.0 is not one minor release step from the Kubernetes installed here \(\/usr\/local\/bin\/kube-apiserver --version\).*\(installed: 1.28.3\)/);
             assert.deepEqual(onlyTheStack(run), [], `${mode}: no resource registered`);
         }
@@ -242,6 +242,30 @@ describe("refusals before any resource is registered", () => {
         const run = runProgram(devConfig({ kubernetesVersion: "1.29.0", etcdVersion: "3.5.4" }), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
         assert.equal(run.error, undefined, run.error);
         assert.ok(onlyTheStack(run).length > 100);
+    });
+
+    test("a port of the control plane held by another program, in preview too, naming the node, the port and the holder", () => {
+        const hosts = withVersions("1.28.3", "3.5.9");
+        hosts.control1.ports = {
+            "2379": [{ pid: "198", unit: "etcd.service", process: "etcd" }],
+            "2380": [{ pid: "4242", unit: "squatter.service", process: "sshd" }],
+            "6443": [],
+        };
+        hosts.control2.ports = { "10259": [{ pid: "77", process: "nc" }] };
+        for (const mode of ["preview", "up"] as const) {
+            const run = runProgram(devConfig(), { mode, probe: { hosts } });
+            assert.match(run.error ?? "", /refused by the preflight checks, so nothing was changed:\n/);
+            assert.match(run.error ?? "", /  - control1: port 2380 \(etcd's peer port\) is in use by sshd \(pid 4242, squatter.service\), not etcd.service/);
+            assert.match(run.error ?? "", /  - control2: port 10259 \(the scheduler's port\) is in use by nc \(pid 77\), not kube-scheduler.service/);
+            assert.doesNotMatch(run.error ?? "", /port 2379/, "etcd's own listener is fine");
+            assert.deepEqual(onlyTheStack(run), [], `${mode}: no resource registered`);
+        }
+        // Each control node's probe asks for the five ports; the gateway's for none.
+        const run = runProgram(devConfig(), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
+        assert.equal(run.error, undefined, run.error);
+        for (const p of run.probes) {
+            assert.deepEqual(p.query.ports, p.host === "gateway" ? [] : [2379, 2380, 6443, 10257, 10259], p.host);
+        }
     });
 
     test("at up, a host that cannot be reached fails the program, naming it and its address, before any resource", () => {

@@ -5,6 +5,7 @@ import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
@@ -16,7 +17,7 @@ import {
     sshProbeRunner,
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
-import { installedRelease, skewAllowed, versionSkewProblems } from "../../components/preflight";
+import { installedRelease, portProblems, skewAllowed, versionSkewProblems } from "../../components/preflight";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-probe-"));
 const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
@@ -61,6 +62,47 @@ describe("the probe script", () => {
         assert.equal(facts.versions[path.join(dir, "no-binary")], undefined);
         assert.ok(facts.units["kthw-no-such-unit"], "a unit line for every unit asked");
         assert.notEqual(facts.units["kthw-no-such-unit"].enabled, "enabled");
+    });
+
+    test("names each port's listeners with ss (a real server, listening twice: one line), a free port, and none without ss", async () => {
+        const listen = (port: number, host: string) => new Promise<net.Server>((resolve, reject) => {
+            const server = net.createServer().on("error", reject);
+            server.listen(port, host, () => resolve(server));
+        });
+        const first = await listen(0, "127.0.0.1");
+        const held = (first.address() as net.AddressInfo).port;
+        const second = await listen(held, "127.0.0.2");
+        const spare = await listen(0, "127.0.0.1");
+        const free = (spare.address() as net.AddressInfo).port;
+        await new Promise(resolve => spare.close(resolve));
+        try {
+            const text = probeScript(query({ ports: [held, free] }));
+            const run = spawnSync("bash", ["-s"], { input: text, encoding: "utf8" });
+            assert.equal(run.status, 0, run.stderr);
+            const facts = parseProbeOutput(run.stdout);
+            const cgroup = fs.readFileSync("/proc/self/cgroup", "utf8").match(/\/([^/\n]+\.service)\n/)?.[1];
+            assert.deepEqual(facts.ports[String(held)], [{ pid: String(process.pid), unit: cgroup, process: "node" }]);
+            assert.deepEqual(facts.ports[String(free)], []);
+            // No ss (iproute2): nothing known, nothing said.
+            const without = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH: scratch() } });
+            assert.equal(without.status, 0, without.stderr);
+            assert.deepEqual(parseProbeOutput(without.stdout).ports, {});
+        } finally {
+            first.close();
+            second.close();
+        }
+    });
+
+    test("parses port lines: free, one listener or more, unknown; refuses a malformed one", () => {
+        const facts = parseProbeOutput(["kthw-probe begin", "port 2379 198 etcd.service etcd", "port 2380 free",
+            "port 6443 12 - kube-apiserver", "port 6443 - - -", "port 10259 unknown", "kthw-probe end"].join("\n"));
+        assert.deepEqual(facts.ports, {
+            "2379": [{ pid: "198", unit: "etcd.service", process: "etcd" }],
+            "2380": [],
+            "6443": [{ pid: "12", unit: undefined, process: "kube-apiserver" }, { pid: "-", unit: undefined, process: "-" }],
+        });
+        assert.throws(() => parseProbeOutput("kthw-probe begin\nport 2379 busy\nkthw-probe end"), /unexpected line/);
+        assert.throws(() => probeQueryLines(query({ ports: [70000] })), /must be a TCP port number/);
     });
 
     test("hashes big files with openssl where there is one, else with sha256sum, small ones with sha256sum: the same sums", () => {
@@ -453,5 +495,29 @@ describe("the version skew policy from the probe", () => {
             "etcd 3.5.9 -> 3.7.0 skips a minor");
         assert.match(versionSkewProblems({ ...DEFAULTS, kubernetesVersion: "1.27.4", etcdVersion: "3.7.0" }, nodes, facts)[0],
             /^control0: control-plane:etcdVersion: 3.7.0 is not one minor release step from the etcd installed here/);
+    });
+});
+
+describe("the control plane's ports from the probe", () => {
+    const nodes = DEFAULTS.nodes.slice(0, 2);
+    const withPorts = (ports: HostFacts["ports"]) => new Map<string, HostFacts | undefined>([
+        ["control0", { ...emptyFacts(), ports }], ["control1", undefined]]);
+
+    test("free, or held by the daemon's own unit: fine; unknown (no ss, no probe): nothing said", () => {
+        assert.deepEqual(portProblems(DEFAULTS, nodes, withPorts({
+            "2379": [{ pid: "1", unit: "etcd.service", process: "etcd" }], "2380": [{ pid: "1", unit: "etcd.service", process: "etcd" }],
+            "6443": [], "10257": [{ pid: "2", unit: "kube-controller-manager.service", process: "kube-controller" }],
+        })), []);
+    });
+
+    test("held by anything else: the node, the port, what it is for, every holder, and the unit it should be", () => {
+        assert.deepEqual(portProblems({ ...DEFAULTS, apiPort: 8443 }, nodes, withPorts({
+            "8443": [{ pid: "9", unit: "haproxy.service", process: "haproxy" }, { pid: "10", process: "socat" }],
+            "2379": [{ pid: "11", unit: "kube-apiserver.service", process: "kube-apiserver" }],
+            "6443": [{ pid: "12", unit: "haproxy.service", process: "haproxy" }],
+        })), [
+            "control0: port 2379 (etcd's client port) is in use by kube-apiserver (pid 11, kube-apiserver.service), not etcd.service: stop it, or move it to another port",
+            "control0: port 8443 (the API server's port (control-plane:apiPort)) is in use by haproxy (pid 9, haproxy.service), socat (pid 10), not kube-apiserver.service: stop it, or move it to another port",
+        ]);
     });
 });
