@@ -1,5 +1,12 @@
 // The cluster's PKI (chapter 4's files), generated with @pulumi/tls and @pulumi/random, or read from a
 // directory of existing files. Private keys, the encryption key and kubeconfigs with keys are secrets.
+//
+// Lifetimes, as kubeadm's: the CA ten years, every other certificate one year, renewed by the first `up` in its
+// last 30 days (the tls provider's `earlyRenewalHours`: the preview shows it replaced, with the same key and CA,
+// and the files it is in roll out node by node like any change). The CA is never renewed by the program: a new
+// CA has to be trusted by every member before it signs anything, which is not automated. Every run warns of a
+// CA expiring within 90 days, and of a certificate of `pkiDir` (renewed by whoever made it) within 30.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
@@ -7,6 +14,7 @@ import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { ClusterConfig, expandHome } from "./config";
 import { firstServiceIP, parseAddress } from "./net";
+import { parse as parseYaml } from "yaml";
 import { toYaml } from "./render/yaml";
 
 /** Every file chapter 5 copies onto the hosts, as Pulumi values. */
@@ -105,7 +113,14 @@ export const CLIENTS = {
     admin: { commonName: "admin", organization: "system:masters" },
 } as const;
 
-const VALIDITY_HOURS = 8760;
+/** The CA's lifetime: ten years (a stack made before it keeps its CA's one year: see `Pki`). */
+export const CA_VALIDITY_HOURS = 10 * 8760;
+/** Every other certificate's lifetime: one year. */
+export const LEAF_VALIDITY_HOURS = 8760;
+/** A generated certificate is renewed by the first `up` in its last this many hours (30 days). */
+export const RENEWAL_HOURS = 30 * 24;
+/** Every run warns of a CA that expires within this many hours (90 days). */
+export const CA_WARNING_HOURS = 90 * 24;
 const LEAF_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"];
 
 /** Generates the PKI: CA, serving cert, service-account pair, client certs, kubeconfigs, encryption key. */
@@ -121,13 +136,15 @@ export class Pki extends pulumi.ComponentResource {
             ({ commonName, organization, organizationalUnit });
 
         const caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "RSA", rsaBits: 2048 }, parent);
+        // A new lifetime would replace the CA, and with it every certificate, at once on every node: a stack
+        // whose CA was made with another one keeps it (ignoreChanges), and is warned before it expires.
         const ca = new tls.SelfSignedCert(`${name}-ca`, {
             privateKeyPem: caKey.privateKeyPem,
             subject: subject("Kubernetes", "Kubernetes", "CA"),
             isCaCertificate: true,
-            validityPeriodHours: VALIDITY_HOURS,
+            validityPeriodHours: CA_VALIDITY_HOURS,
             allowedUses: ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
-        }, parent);
+        }, { ...parent, ignoreChanges: ["validityPeriodHours"] });
 
         const leaf = (what: string, commonName: string, organization: string, sans?: SubjectAltNames) => {
             const key = new tls.PrivateKey(`${name}-${what}-key`, { algorithm: "RSA", rsaBits: 2048 }, parent);
@@ -141,7 +158,8 @@ export class Pki extends pulumi.ComponentResource {
                 certRequestPem: request.certRequestPem,
                 caPrivateKeyPem: caKey.privateKeyPem,
                 caCertPem: ca.certPem,
-                validityPeriodHours: VALIDITY_HOURS,
+                validityPeriodHours: LEAF_VALIDITY_HOURS,
+                earlyRenewalHours: RENEWAL_HOURS,
                 allowedUses: LEAF_USES,
             }, parent);
             return { certPem: cert.certPem, keyPem: pulumi.secret(key.privateKeyPem) };
@@ -200,7 +218,60 @@ export function readPkiDir(dir: string): PkiFiles {
     };
 }
 
-/** The PKI the config asks for: generated, or chapter 4's files from `pkiDir`. */
+/** The client certificate a kubeconfig embeds (`client-certificate-data`, base64 PEM), if any. */
+export function kubeconfigClientCert(kubeconfig: string): string | undefined {
+    const data = (parseYaml(kubeconfig) as { users?: { user?: Record<string, unknown> }[] } | undefined)
+        ?.users?.[0]?.user?.["client-certificate-data"];
+    return typeof data === "string" ? Buffer.from(data, "base64").toString("utf8") : undefined;
+}
+
+/**
+ * A warning for each certificate that expires within its window (`hours` from `now`), or has expired: its
+ * name, its end, how many days are left, and what to do. Certificates that do not parse are left to the
+ * daemons that read them. Pure.
+ */
+export function expiryWarnings(certs: { what: string; pem: string; hours: number; remedy: string }[], now: Date): string[] {
+    return certs.flatMap(c => {
+        let end: Date;
+        try {
+            end = new Date(new crypto.X509Certificate(c.pem).validTo);
+        } catch {
+            return [];
+        }
+        const left = end.getTime() - now.getTime();
+        if (left > c.hours * 3600_000) {
+            return [];
+        }
+        const when = left <= 0 ? "expired" : `expires in ${Math.floor(left / 86400_000)} days`;
+        return [`${c.what} ${when}, on ${end.toISOString()}: ${c.remedy}`];
+    });
+}
+
+/**
+ * Warns, at every run, of what `expiryWarnings` names as the program installs it: the CA, and the other
+ * certificates of `pkiDir` (generated ones are renewed instead). Each on its own, so that a certificate being
+ * renewed (unknown in a preview) hides no other.
+ */
+export function warnOfExpiry(files: PkiFiles, fromPkiDir: boolean): void {
+    const warn = (what: string, pem: pulumi.Output<string | undefined>, hours: number, remedy: string) =>
+        pem.apply(p => expiryWarnings(p ? [{ what, pem: p, hours, remedy }] : [], new Date()).forEach(w => pulumi.log.warn(w)));
+    warn("the cluster CA", files.caCert, CA_WARNING_HOURS, "the program does not rotate a CA, and every certificate " +
+        "it signed stops being trusted then: plan a new cluster PKI (README, Day 2: certificates)");
+    if (!fromPkiDir) {
+        return;
+    }
+    const remedy = "renew it in pkiDir; the next `up` rolls it out node by node";
+    warn("the API server's and etcd's serving certificate", files.kubernetesCert, RENEWAL_HOURS, remedy);
+    warn("the service-account certificate", files.serviceAccountCert, RENEWAL_HOURS, remedy);
+    for (const [what, kubeconfig] of [["the controller manager's", files.controllerManagerKubeconfig],
+        ["the scheduler's", files.schedulerKubeconfig], ["the admin", files.adminKubeconfig]] as const) {
+        warn(`${what} client certificate`, kubeconfig.apply(kubeconfigClientCert), RENEWAL_HOURS, remedy);
+    }
+}
+
+/** The PKI the config asks for: generated, or chapter 4's files from `pkiDir`; warns of what expires soon. */
 export function clusterPki(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): PkiFiles {
-    return config.pkiDir ? readPkiDir(config.pkiDir) : new Pki("pki", config, opts).files;
+    const files = config.pkiDir ? readPkiDir(config.pkiDir) : new Pki("pki", config, opts).files;
+    warnOfExpiry(files, config.pkiDir !== "");
+    return files;
 }

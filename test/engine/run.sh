@@ -5,8 +5,9 @@
 #      SSH key configured, the host probe cannot reach the hosts: the preview fails before any resource, naming
 #      every host and its address, and prints nothing of the key.
 #   2. `pulumi up` of the PKI-only stack (test/engine/pki-stack): certificates verify against the CA, carry the
-#      expected SANs and identities, keys match; state holds no plaintext key; a second up changes nothing;
-#      destroy empties the state.
+#      expected SANs and identities, keys match; state holds no plaintext key; a second up changes nothing; the
+#      CA lasts ten years, the others one; the serving certificate in its last 30 days (its end set so in state)
+#      is replaced alone by a preview and renewed by up (the same key and CA); destroy empties the state.
 #   3. .github/workflows/preview.yml passes actionlint (built from Go modules, pinned, cached outside the repo),
 #      and actionlint does reject a broken copy of it.
 # State lives in a file backend in a temp dir, secrets use the passphrase provider, and every pulumi command runs
@@ -284,6 +285,36 @@ test_pki_stack() {
     pulumi_ preview "${p[@]}" --json >"$out/preview2.json" 2>/dev/null
     check "pki stack: preview after up: every step is 'same'" \
         test "$(jq -r '[.steps[].op] | unique | join(",")' "$out/preview2.json")" = "same"
+
+    # Lifetimes: the CA ten years, the others one year.
+    check "pki stack: the CA is valid for ten years (still in 3,600 days)" \
+        openssl x509 -noout -checkend $((3600 * 86400)) -in "$out/ca.pem"
+    check "pki stack: kubernetes.pem is valid for a year (still in 364 days)" \
+        openssl x509 -noout -checkend $((364 * 86400)) -in "$out/kubernetes.pem"
+    check_not "pki stack: and not for 366 days" openssl x509 -noout -checkend $((366 * 86400)) -in "$out/kubernetes.pem"
+    # Renewal by the real tls provider: the serving certificate as if it were 10 days from its end (its
+    # validityEndTime in state), inside the last 30 days. A preview replaces it alone; up renews it: a new
+    # certificate, the same key and CA, a year again; then nothing changes.
+    pulumi_ stack export "${p[@]}" | jq --arg at "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)" \
+        '(.deployment.resources[] | select(.urn | endswith("::pki-kubernetes")) | .outputs.validityEndTime) = $at' \
+        >"$out/aged.json"
+    pulumi_ stack import "${p[@]}" --file "$out/aged.json" >/dev/null 2>&1 || fail "pki stack: stack import of the aged state"
+    pulumi_ preview "${p[@]}" --json >"$out/preview-renewal.json" 2>/dev/null
+    check_eq "pki stack: in its last 30 days, a preview replaces the serving certificate, for renewal, and nothing else" \
+        "replace pki-kubernetes readyForRenewal" \
+        jq -r '[.steps[] | select(.op != "same") | "\(.op) \(.urn | split("::") | last) \(.replaceReasons // [] | join(","))"] | join(";")' \
+        "$out/preview-renewal.json"
+    if pulumi_ up "${p[@]}" --yes --skip-preview >"$TMP/up-renewal.log" 2>&1; then
+        pulumi_ stack output "${p[@]}" kubernetesCert >"$out/kubernetes-renewed.pem"
+        check_not "pki stack: up renews it: another certificate" cmp -s "$out/kubernetes.pem" "$out/kubernetes-renewed.pem"
+        check "pki stack: the renewed one verifies against the same CA" openssl verify -CAfile "$out/ca.pem" "$out/kubernetes-renewed.pem"
+        check_eq "pki stack: with the same key" "$(openssl x509 -noout -pubkey -in "$out/kubernetes.pem")" \
+            openssl x509 -noout -pubkey -in "$out/kubernetes-renewed.pem"
+        check "pki stack: for a year again" openssl x509 -noout -checkend $((364 * 86400)) -in "$out/kubernetes-renewed.pem"
+        check "pki stack: the up after the renewal changes nothing" pulumi_ up "${p[@]}" --yes --expect-no-changes
+    else
+        fail "pki stack: up renews the serving certificate" "$(tail -n 25 "$TMP/up-renewal.log" | tr '\n' ' ' | cut -c1-2000)"
+    fi
 
     if pulumi_ destroy "${p[@]}" --yes --skip-preview >"$TMP/destroy.log" 2>&1; then
         pass "pki stack: pulumi destroy succeeds"
