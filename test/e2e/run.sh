@@ -295,6 +295,22 @@ for n in "${LAB_NODES[@]}"; do
     bash -c "lab/ssh.sh $n sudo openssl x509 -in /etc/etcd/kubernetes.pem -noout -ext subjectAltName | grep -q api.kcp.test"
 done
 
+# Renewal: the serving certificate as if it were 10 days from its end (its validityEndTime in state, inside
+# the last 30 days): the tls provider renews it, with the same key and CA, and it rolls like the new SAN.
+served_cert() {
+  lab/exec.sh openssl s_client -connect "$LAB_VIP:6443" -servername kubernetes </dev/null 2>/dev/null | openssl x509 -noout "$@"
+}
+served_cert -serial >"$work/serial-before-renewal"
+run_pulumi stack export | jq --arg at "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)" \
+  '(.deployment.resources[] | select(.urn | endswith("::pki-kubernetes")) | .outputs.validityEndTime) = $at' >"$work/aged.json"
+run_pulumi stack import --file "$work/aged.json" >/dev/null
+rolled_up renewal "the serving certificate renewed in its last 30 days"
+only_restarted "etcd kube-apiserver"
+check "the pki-kubernetes certificate was replaced for its renewal" grep -qE "pki-kubernetes +replaced" "$work/up-renewal.log"
+check_not "the API serves another certificate through the VIP" diff -q "$work/serial-before-renewal" <(served_cert -serial)
+check "the served certificate is good for a year again" served_cert -checkend $((364 * 86400))
+check "the served certificate still has the SAN api.kcp.test" grep -q 'DNS:api.kcp.test' <(served_sans)
+
 etcd_tarball="etcd-io/etcd/releases/download/v$LAB_UPGRADE_ETCD_VERSION/etcd-v$LAB_UPGRADE_ETCD_VERSION-linux-amd64.tar.gz"
 run_pulumi config set etcdVersion "$LAB_UPGRADE_ETCD_VERSION"
 run_pulumi config set --path sha256.etcd "$(mirror_sha "$etcd_tarball")"
