@@ -12,9 +12,9 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
+import { parse as parseYaml } from "yaml";
 import { ClusterConfig, expandHome } from "./config";
 import { firstServiceIP, parseAddress } from "./net";
-import { parse as parseYaml } from "yaml";
 import { toYaml } from "./render/yaml";
 
 /** Every file chapter 5 copies onto the hosts, as Pulumi values. */
