@@ -7,7 +7,7 @@ import { EtcdBackup, EtcdRestoreUpload, restoreSpec } from "./components/backup"
 import { ControllerManager } from "./components/controllerManager";
 import { EtcdClusterHealth, EtcdMember, etcdMembersFingerprint } from "./components/etcd";
 import { IpvsLoadBalancer } from "./components/loadBalancer";
-import { apiServerUrl, clusterPki } from "./components/pki";
+import { apiServerUrl, caChangeProblem, clusterPki } from "./components/pki";
 import { DepartureWhich, EtcdDepartures, joinerOf, MembershipRecord, planMembership } from "./components/membership";
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
@@ -17,7 +17,7 @@ import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseByPreflight } from "./components/preflight";
 import { holdResourcesUntil, loadStack } from "./components/stack";
-import { leavePromiseTracesUnformatted } from "./components/traces";
+import { leavePromiseTracesUnformatted, refusal } from "./components/traces";
 
 // The stack traces the SDK takes for every promise are left unformatted: they are shown only on request.
 leavePromiseTracesUnformatted();
@@ -47,6 +47,11 @@ export = async () => {
     // Membership: who joins, who leaves, in what order; a change that could lose quorum is refused here,
     // before any resource.
     const membership = planMembership(config, await lastOutput<MembershipRecord>("etcdMembership"), previousMarkers);
+    // A CA does not roll: pkiDir's must be the one the cluster runs with (components/pki.ts).
+    const caProblem = caChangeProblem(config, await lastOutput<string>("caCert"), membership.newCluster);
+    if (caProblem !== undefined) {
+        throw refusal(`refused before any change:\n  - ${caProblem}`);
+    }
 
     // Drift: every host is probed once, over one SSH session, once the program is constructed (below, at the
     // end); no resource is registered before, and none at all when a host cannot be probed or a preflight

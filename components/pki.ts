@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { parse as parseYaml } from "yaml";
-import { ClusterConfig, expandHome } from "./config";
+import { ClusterConfig, CONFIG_NAMESPACE, expandHome } from "./config";
 import { firstServiceIP, parseAddress } from "./net";
 import { toYaml } from "./render/yaml";
 
@@ -216,6 +216,36 @@ export function readPkiDir(dir: string): PkiFiles {
         schedulerKubeconfig: secret("kube-scheduler.kubeconfig"),
         adminKubeconfig: secret("admin.kubeconfig"),
     };
+}
+
+/** A certificate's identity: its SHA-256 fingerprint, or its trimmed text when it does not parse. */
+function certificateIdentity(pem: string): string {
+    try {
+        return new crypto.X509Certificate(pem).fingerprint256;
+    } catch {
+        return pem.trim();
+    }
+}
+
+/**
+ * Why a change of CA through `pkiDir` cannot go ahead on a running cluster, or undefined: a new CA does not
+ * roll one node at a time (the first etcd member to restart would hold a certificate its peers do not trust),
+ * so `pkiDir`'s ca.pem must be the CA the last deployment ran with (its stack output `caCert`). A new cluster,
+ * or a stack with no CA recorded, may take any. Reads pkiDir's ca.pem.
+ */
+export function caChangeProblem(config: ClusterConfig, previousCaCert: string | undefined, newCluster: boolean): string | undefined {
+    if (config.pkiDir === "" || previousCaCert === undefined || newCluster) {
+        return undefined;
+    }
+    const ca = fs.readFileSync(path.join(expandHome(config.pkiDir), "ca.pem"), "utf8");
+    if (certificateIdentity(ca) === certificateIdentity(previousCaCert)) {
+        return undefined;
+    }
+    return `${CONFIG_NAMESPACE}:pkiDir: ${config.pkiDir}/ca.pem is not the CA this cluster runs with (the stack output caCert). ` +
+        "A new CA cannot roll out one node at a time: every etcd member and API server would have to trust both CAs " +
+        "first, which the program does not do. Keep the old ca.pem and ca-key.pem in pkiDir and sign the new " +
+        "certificates with them; or rotate with downtime: destroy the stack (a snapshot is taken) and restore it " +
+        "into a new one with the new CA (restoreFrom)";
 }
 
 /** The client certificate a kubeconfig embeds (`client-certificate-data`, base64 PEM), if any. */

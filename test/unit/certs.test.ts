@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { CA_VALIDITY_HOURS, expiryWarnings, kubeconfigClientCert, LEAF_VALIDITY_HOURS, renderKubeconfig, RENEWAL_HOURS } from "../../components/pki";
-import { byName, devConfig, runProgram } from "./program";
+import { byName, changed, devConfig, runProgram } from "./program";
 
 const DAY = 86400_000;
 const openssl = (...args: string[]) => {
@@ -16,12 +16,21 @@ const openssl = (...args: string[]) => {
     assert.equal(run.status, 0, run.stderr);
 };
 
-/** A scratch directory with a CA valid `caDays` and a key; `cert(name, days)` signs a leaf with it. */
-function scratchCa(caDays: number) {
+/**
+ * A scratch directory with a CA valid `caDays` and a key (or the CA of directory `sameCaAs`); `cert(name, days)`
+ * signs a leaf with it.
+ */
+function scratchCa(caDays: number, sameCaAs?: string) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-certs-"));
     const at = (file: string) => path.join(dir, file);
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", at("ca-key.pem"), "-out", at("ca.pem"),
-        "-days", String(caDays), "-subj", "/CN=Kubernetes/OU=CA");
+    if (sameCaAs !== undefined) {
+        for (const file of ["ca.pem", "ca-key.pem"]) {
+            fs.copyFileSync(path.join(sameCaAs, file), at(file));
+        }
+    } else {
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", at("ca-key.pem"), "-out", at("ca.pem"),
+            "-days", String(caDays), "-subj", "/CN=Kubernetes/OU=CA");
+    }
     const cert = (name: string, days: number, subject = `/CN=${name}`) => {
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", at(`${name}-key.pem`), "-out", at(`${name}.csr`), "-subj", subject);
         openssl("x509", "-req", "-in", at(`${name}.csr`), "-CA", at("ca.pem"), "-CAkey", at("ca-key.pem"),
@@ -29,6 +38,20 @@ function scratchCa(caDays: number) {
         return fs.readFileSync(at(`${name}.pem`), "utf8");
     };
     return { dir, at, cert, ca: fs.readFileSync(at("ca.pem"), "utf8") };
+}
+
+/** A complete pkiDir (chapter 4's files): each certificate valid 400 days unless `days` says otherwise. */
+function pkiDir(days: { ca?: number; kubernetes?: number; admin?: number } = {}, sameCaAs?: string) {
+    const pki = scratchCa(days.ca ?? 400, sameCaAs);
+    const kubeconfig = (name: string, valid: number) => renderKubeconfig({ clusterName: "kubernetes",
+        server: "https://kubernetes:6443", caCertPem: pki.ca, userName: name, clientCertPem: pki.cert(name, valid), clientKeyPem: "KEY" });
+    pki.cert("kubernetes", days.kubernetes ?? 400);
+    pki.cert("service-account", 400);
+    fs.writeFileSync(pki.at("admin.kubeconfig"), kubeconfig("admin", days.admin ?? 400));
+    fs.writeFileSync(pki.at("kube-controller-manager.kubeconfig"), kubeconfig("kube-controller-manager", 400));
+    fs.writeFileSync(pki.at("kube-scheduler.kubeconfig"), kubeconfig("kube-scheduler", 400));
+    fs.writeFileSync(pki.at("encryption-config.yaml"), "kind: EncryptionConfig\n");
+    return pki;
 }
 
 describe("expiry warnings", () => {
@@ -61,15 +84,7 @@ describe("expiry warnings", () => {
     });
 
     test("every run warns of what pkiDir holds inside its window, naming each; a generated PKI's leaves renew instead", () => {
-        const pki = scratchCa(20);
-        const kubeconfig = (name: string, days: number) => renderKubeconfig({ clusterName: "kubernetes",
-            server: "https://kubernetes:6443", caCertPem: pki.ca, userName: name, clientCertPem: pki.cert(name, days), clientKeyPem: "KEY" });
-        pki.cert("kubernetes", 10);
-        pki.cert("service-account", 400);
-        fs.writeFileSync(pki.at("admin.kubeconfig"), kubeconfig("admin", 5));
-        fs.writeFileSync(pki.at("kube-controller-manager.kubeconfig"), kubeconfig("kube-controller-manager", 400));
-        fs.writeFileSync(pki.at("kube-scheduler.kubeconfig"), kubeconfig("kube-scheduler", 400));
-        fs.writeFileSync(pki.at("encryption-config.yaml"), "kind: EncryptionConfig\n");
+        const pki = pkiDir({ ca: 20, kubernetes: 10, admin: 5 });
         const run = runProgram(devConfig({ pkiDir: pki.dir }));
         assert.equal(run.error, undefined, run.error);
         const warned = (what: string) => new RegExp(`${what} expires in \\d+ days, on `).test(run.stderr);
@@ -101,5 +116,29 @@ describe("the generated PKI's lifetimes", () => {
         }
         assert.equal(RENEWAL_HOURS, 720);
         assert.doesNotMatch(run.stderr, /expire/, "the mocks' certificates do not parse: no warning");
+    });
+});
+
+describe("a CA does not roll", () => {
+    test("on a running cluster, pkiDir with another CA is refused before any resource, naming the key; new certificates from the same CA roll", () => {
+        const first = pkiDir();
+        const deployed = runProgram(devConfig({ pkiDir: first.dir }));
+        assert.equal(deployed.error, undefined, deployed.error);
+        assert.equal(deployed.outputs.caCert, first.ca, "the stack records the CA it runs with");
+
+        const otherCa = pkiDir();
+        const refused = runProgram(devConfig({ pkiDir: otherCa.dir }), { probe: { lastOutputs: deployed.outputs } });
+        assert.match(refused.error ?? "", new RegExp(`refused before any change:\\n  - control-plane:pkiDir: ${otherCa.dir}/ca.pem ` +
+            "is not the CA this cluster runs with \\(the stack output caCert\\)"));
+        assert.match(refused.error ?? "", /restore it into a new one with the new CA \(restoreFrom\)/);
+        assert.deepEqual(refused.registrations.filter(r => r.type !== "pulumi:pulumi:Stack" && !r.read), [], "no resource registered");
+
+        const renewed = pkiDir({}, first.dir);
+        const rolled = runProgram(devConfig({ pkiDir: renewed.dir }), { probe: { lastOutputs: deployed.outputs } });
+        assert.equal(rolled.error, undefined, rolled.error);
+        assert.ok(changed(deployed, rolled).includes("etcd-control0-cert"), "the new serving certificate rolls");
+
+        // A new stack (nothing recorded) takes any CA.
+        assert.equal(runProgram(devConfig({ pkiDir: otherCa.dir })).error, undefined);
     });
 });
