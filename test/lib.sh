@@ -39,6 +39,13 @@ _test_details() {
   done
 }
 
+# aged_certificate NAME DAYS: a stack export (stdin, as `pulumi stack export` prints it) in which the tls
+# certificate NAME ends DAYS from now (its validityEndTime), as if that much time had passed (stdout).
+aged_certificate() {
+  jq --arg name "::$1" --arg at "$(date -u -d "+$2 days" +%Y-%m-%dT%H:%M:%SZ)" \
+    '(.deployment.resources[] | select(.urn | endswith($name)) | .outputs.validityEndTime) = $at'
+}
+
 test_log() {
   if [[ -n ${TEST_TAG:-} ]]; then _test_line "$*"; else printf '%s\n' "$*" >&"$TEST_LOG_FD"; fi
 }

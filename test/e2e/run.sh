@@ -285,10 +285,11 @@ done
 run_pulumi config set --path 'extraSans[0]' api.kcp.test
 rolled_up certificate "a new SAN on the serving certificate"
 only_restarted "etcd kube-apiserver"
-served_sans() {
-  lab/exec.sh openssl s_client -connect "$LAB_VIP:6443" -servername kubernetes </dev/null 2>/dev/null |
-    openssl x509 -noout -ext subjectAltName
+# served_cert ARGS...: openssl x509 -noout ARGS on the certificate the API serves through the VIP.
+served_cert() {
+  lab/exec.sh openssl s_client -connect "$LAB_VIP:6443" -servername kubernetes </dev/null 2>/dev/null | openssl x509 -noout "$@"
 }
+served_sans() { served_cert -ext subjectAltName; }
 check "the API serves the new certificate through the VIP (DNS:api.kcp.test)" grep -q 'DNS:api.kcp.test' <(served_sans)
 for n in "${LAB_NODES[@]}"; do
   check "$n: etcd's certificate has the new SAN" \
@@ -297,12 +298,8 @@ done
 
 # Renewal: the serving certificate as if it were 10 days from its end (its validityEndTime in state, inside
 # the last 30 days): the tls provider renews it, with the same key and CA, and it rolls like the new SAN.
-served_cert() {
-  lab/exec.sh openssl s_client -connect "$LAB_VIP:6443" -servername kubernetes </dev/null 2>/dev/null | openssl x509 -noout "$@"
-}
 served_cert -serial >"$work/serial-before-renewal"
-run_pulumi stack export | jq --arg at "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)" \
-  '(.deployment.resources[] | select(.urn | endswith("::pki-kubernetes")) | .outputs.validityEndTime) = $at' >"$work/aged.json"
+run_pulumi stack export | aged_certificate pki-kubernetes 10 >"$work/aged.json"
 run_pulumi stack import --file "$work/aged.json" >/dev/null
 rolled_up renewal "the serving certificate renewed in its last 30 days"
 only_restarted "etcd kube-apiserver"

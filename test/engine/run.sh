@@ -295,9 +295,7 @@ test_pki_stack() {
     # Renewal by the real tls provider: the serving certificate as if it were 10 days from its end (its
     # validityEndTime in state), inside the last 30 days. A preview replaces it alone; up renews it: a new
     # certificate, the same key and CA, a year again; then nothing changes.
-    pulumi_ stack export "${p[@]}" | jq --arg at "$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)" \
-        '(.deployment.resources[] | select(.urn | endswith("::pki-kubernetes")) | .outputs.validityEndTime) = $at' \
-        >"$out/aged.json"
+    pulumi_ stack export "${p[@]}" | aged_certificate pki-kubernetes 10 >"$out/aged.json"
     pulumi_ stack import "${p[@]}" --file "$out/aged.json" >/dev/null 2>&1 || fail "pki stack: stack import of the aged state"
     pulumi_ preview "${p[@]}" --json >"$out/preview-renewal.json" 2>/dev/null
     check_eq "pki stack: in its last 30 days, a preview replaces the serving certificate, for renewal, and nothing else" \
