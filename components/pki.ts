@@ -218,13 +218,18 @@ export function readPkiDir(dir: string): PkiFiles {
     };
 }
 
+/** The certificate a PEM holds, or undefined when it does not parse. */
+function parsedCertificate(pem: string): crypto.X509Certificate | undefined {
+    try {
+        return new crypto.X509Certificate(pem);
+    } catch {
+        return undefined;
+    }
+}
+
 /** A certificate's identity: its SHA-256 fingerprint, or its trimmed text when it does not parse. */
 function certificateIdentity(pem: string): string {
-    try {
-        return new crypto.X509Certificate(pem).fingerprint256;
-    } catch {
-        return pem.trim();
-    }
+    return parsedCertificate(pem)?.fingerprint256 ?? pem.trim();
 }
 
 /**
@@ -262,12 +267,11 @@ export function kubeconfigClientCert(kubeconfig: string): string | undefined {
  */
 export function expiryWarnings(certs: { what: string; pem: string; hours: number; remedy: string }[], now: Date): string[] {
     return certs.flatMap(c => {
-        let end: Date;
-        try {
-            end = new Date(new crypto.X509Certificate(c.pem).validTo);
-        } catch {
+        const cert = parsedCertificate(c.pem);
+        if (cert === undefined) {
             return [];
         }
+        const end = new Date(cert.validTo);
         const left = end.getTime() - now.getTime();
         if (left > c.hours * 3600_000) {
             return [];
