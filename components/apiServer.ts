@@ -147,15 +147,19 @@ export class ApiServer extends pulumi.ComponentResource {
         };
         // Every restart the service step makes (a change, the repair of a hand edit, or a new version of the
         // program that renders its scripts otherwise) is drained: out of the load balancer first (after the
-        // previous node is back in), back in once it answers /readyz again. The step that brings it back
+        // previous node is back in, and once this node's binary and files are in place: a failed download or
+        // checksum leaves it serving), back in once it answers /readyz again. The step that brings it back
         // follows each run of the one that took it out (its output), so a failed restart that is retried, or
         // reverted, still ends with the node back in.
         const restarts = withDriftRepairs(fingerprint([restartFingerprint(spec), serviceScriptsForm(spec)]), [`${name}-service`]);
-        this.drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
-            what: `take ${host.name}'s API server out of the load balancer before it restarts`,
-            lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,
-        }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : [])));
-        this.daemon = installDaemon(this, name, { ...spec, before: [this.drained] }, opts.dependsOn);
+        let drained!: command.local.Command;
+        this.daemon = installDaemon(this, name, {
+            ...spec, before: (binary, files) => [drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
+                what: `take ${host.name}'s API server out of the load balancer before it restarts`,
+                lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,
+            }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : []), binary, ...files))],
+        }, opts.dependsOn);
+        this.drained = drained;
         this.rolled = changeStep(`${name}-in-load-balancer`, args.ssh, args.gateway, {
             what: `bring ${host.name}'s API server back into the load balancer once it answers`,
             lines: realServerWeightLines(config, host, 1), onCreate: args.drainOnCreate,

@@ -40,9 +40,10 @@ export interface DaemonSpec {
     startAfter?: pulumi.Input<pulumi.Resource>[];
     /**
      * Steps of the component that must precede the service (a data directory), or a function that makes
-     * them once the binaries' step exists (a step that needs the binaries).
+     * them once the binaries' and files' steps exist: a step that needs the binaries, or one that must not
+     * act until everything the restart reads is in place (an API server's drain).
      */
-    before?: pulumi.Resource[] | ((binary: pulumi.Resource) => pulumi.Resource[]);
+    before?: pulumi.Resource[] | ((binary: pulumi.Resource, files: pulumi.Resource[]) => pulumi.Resource[]);
 }
 
 export interface Daemon {
@@ -88,7 +89,7 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
     const restartOn = restartFingerprint(spec);
-    const before = typeof spec.before === "function" ? spec.before(installed) : spec.before ?? [];
+    const before = typeof spec.before === "function" ? spec.before(installed, files) : spec.before ?? [];
     const service = systemdService(`${name}-service`, spec.host, daemonServiceSpec(spec), restartOn, spec.unit,
     childOptions(component, deps, installed, ...files, ...before, ...inTurn, ...(spec.startAfter ?? [])));
     const ready = spec.gate

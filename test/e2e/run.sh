@@ -319,10 +319,31 @@ done
 check "etcdctl endpoint status: every member serves $LAB_UPGRADE_ETCD_VERSION" \
   test "$(etcdctl_on control0 endpoint status --cluster -w json | jq -r '.[].Status.version' | sort -u)" = "$LAB_UPGRADE_ETCD_VERSION"
 
+# A failed download or checksum stops a change before the node it is for leaves the load balancer: the
+# Kubernetes upgrade with a wrong sha256 for kube-apiserver fails on control0, naming the URL, with every real
+# server still at weight 1 and nothing restarted; the right sum then rolls the upgrade.
+kube_binary() { echo "kubernetes-release/release/v$LAB_UPGRADE_KUBE_VERSION/bin/linux/amd64/$1"; }
 run_pulumi config set kubernetesVersion "$LAB_UPGRADE_KUBE_VERSION"
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
-  run_pulumi config set --path "sha256.$b" "$(mirror_sha "kubernetes-release/release/v$LAB_UPGRADE_KUBE_VERSION/bin/linux/amd64/$b")"
+for b in kube-controller-manager kube-scheduler; do
+  run_pulumi config set --path "sha256.$b" "$(mirror_sha "$(kube_binary "$b")")"
 done
+run_pulumi config set --path sha256.kube-apiserver "$(printf '0%.0s' {1..64})"
+for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
+kube_before=$(version_on control0 kube-apiserver)
+if run_pulumi up --yes --skip-preview >"$work/up-bad-checksum.log" 2>&1; then
+  fail "pulumi up with a wrong sha256 for kube-apiserver should fail"
+else
+  check "a wrong sha256 for kube-apiserver fails the upgrade, naming the URL and control0" \
+    grep -qF "checksum mismatch for http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT/$(kube_binary kube-apiserver) on control0" "$work/up-bad-checksum.log"
+  check_not "no API server left the load balancer for it" grep -qE "out-of-load-balancer +updat" "$work/up-bad-checksum.log"
+  check "every real server is still at weight 1" all_at_weight_one
+  for n in "${LAB_NODES[@]}"; do
+    start_times "$n" >"$work/starts-after.$n"
+    check "$n: nothing restarted but on its own (restarted on their own: $(self_restarted "$n"))" restarted_as_expected "$n" ""
+  done
+  check "control0's kube-apiserver still reports v$kube_before" test "$(version_on control0 kube-apiserver)" = "$kube_before"
+fi
+run_pulumi config set --path sha256.kube-apiserver "$(mirror_sha "$(kube_binary kube-apiserver)")"
 rolled_up kubernetes-upgrade "Kubernetes upgrade to $LAB_UPGRADE_KUBE_VERSION"
 for n in "${LAB_NODES[@]}"; do
   for b in kube-apiserver kube-controller-manager kube-scheduler; do

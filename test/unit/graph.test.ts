@@ -82,6 +82,10 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             const back = byName(run, `kube-apiserver-${n}-in-load-balancer`);
             const real = `'192.168.1.${11 + i}:6443'`;
             assert.ok(dependsOn(run, service, out), "the restart follows the drain");
+            // A failed download, checksum or file write stops the change before the node leaves the load balancer.
+            for (const staged of ["binary", "ca", "cert", "key", "service-account-key", "encryption-config"]) {
+                assert.ok(dependsOn(run, out, byName(run, `kube-apiserver-${n}-${staged}`)), `${out.name} once its ${staged} is in place`);
+            }
             assert.ok(dependsOn(run, back, service), "back in the load balancer after the restart");
             for (const [step, weight] of [[out, 0], [back, 1]] as const) {
                 assert.equal(step.type, LOCAL, `${step.name} runs where pulumi runs`);
