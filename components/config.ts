@@ -491,6 +491,10 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
                 fail(name, `${JSON.stringify(flag)} is not a flag name (write it without the leading --)`);
             } else if (typeof text !== "string" || /[\n\\]/.test(text)) {
                 fail(name, `${flag}: the value must be a single-line string, number or boolean`);
+            } else if (/[\s'"$%]/.test(text)) {
+                // The unit would not pass it as written: systemd splits at whitespace, removes quotes and expands
+                // $ and % in ExecStart.
+                fail(name, `${flag}: ${JSON.stringify(text)} has whitespace, a quote, $ or %, which systemd would split, unquote or expand in the unit`);
             } else {
                 values[flag] = text;
             }

@@ -108,9 +108,35 @@ export function portProblems(config: ClusterConfig, nodes: Machine[], facts: Pro
     }));
 }
 
+/** Each daemon's release key, its `--version` line's prefix, and the key of its extra flags. */
+const DAEMONS: Record<string, { release: "etcdVersion" | "kubernetesVersion"; pattern: string; extraArgs: string }> = {
+    "etcd": { release: "etcdVersion", pattern: "etcd Version: ", extraArgs: "etcdExtraArgs" },
+    "kube-apiserver": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "apiServerExtraArgs" },
+    "kube-controller-manager": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "controllerManagerExtraArgs" },
+    "kube-scheduler": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "schedulerExtraArgs" },
+};
+
+/**
+ * A daemon whose installed binary refuses the command line the change would restart it with (a flag it does
+ * not know, a value it cannot parse): one line each, naming the node, the daemon, the keys that set its flags
+ * and what the binary said. Only where the installed binary is the release the change wants: an upgrade's new
+ * binary is not on the host yet, and an older one may not know its flags. Pure.
+ */
+export function commandLineProblems(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): string[] {
+    return nodes.flatMap(node => Object.entries(facts.get(node.name)?.commandLines ?? {}).flatMap(([unit, fact]) => {
+        const daemon = DAEMONS[unit];
+        if (fact.state !== "refused" || daemon === undefined || installedRelease(fact.version, daemon.pattern) !== config[daemon.release]) {
+            return [];
+        }
+        return [`${node.name}: ${unit} ${config[daemon.release]} refuses the command line this change would restart it with ` +
+            `(its flags come from ${CONFIG_NAMESPACE}:${daemon.extraArgs} and ${CONFIG_NAMESPACE}:profile): ${fact.message ?? "no error line"}`];
+    }));
+}
+
 /** Throws the refusal, before any resource is registered, when a probed node fails a preflight check. */
 export function refuseByPreflight(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): void {
-    const problems = [...versionSkewProblems(config, nodes, facts), ...portProblems(config, nodes, facts)];
+    const problems = [...versionSkewProblems(config, nodes, facts), ...portProblems(config, nodes, facts),
+        ...commandLineProblems(config, nodes, facts)];
     if (problems.length > 0) {
         throw refusal(`refused by the preflight checks, so nothing was changed:\n${problems.map(p => `  - ${p}`).join("\n")}`);
     }
@@ -123,7 +149,11 @@ export interface PreflightArgs {
     nodes: Host[];
 }
 
-/** Read-only checks on every control node (the version skew policy; the ports from the probe alone); everything else depends on this component. */
+/**
+ * Read-only checks on every control node (the version skew policy; the ports and the daemons' command lines from
+ * the probe alone, the latter asked by each daemon's steps, remote/daemon.ts); everything else depends on this
+ * component.
+ */
 export class Preflight extends pulumi.ComponentResource {
     constructor(name: string, args: PreflightArgs, opts: pulumi.ComponentResourceOptions = {}) {
         super("kthw:index:Preflight", name, {}, opts);

@@ -4,6 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { fingerprint, shortDigest } from "./fingerprint";
 import { Host } from "./host";
 import { childOptions } from "./options";
+import { observe } from "./probe";
+import { execStartOf } from "../render/systemd";
 import { BinarySpec, binaryInstall, FileSpec, GateSpec, healthGate, remoteFile, ServiceSpec, serviceScripts, systemdService, WaitSpec } from "./steps";
 
 export interface DaemonFile extends FileSpec {
@@ -88,6 +90,13 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
         childOptions(component, deps, ...inTurn, ...(spec.startAfter ?? [])));
     const files = spec.files.map(({ what, content, ...file }) =>
         remoteFile(`${name}-${what}`, spec.host, file, content, after));
+    // The preflight tries the unit's command line with the installed binary before anything changes (a flag
+    // it does not know, a value it cannot parse): preflight.ts.
+    const command = execStartOf(spec.unit);
+    if (command !== undefined) {
+        observe(spec.host, { commandLines: [{ unit: spec.service.unitName, binary: command.program, args: command.args }] })
+            .catch(() => undefined);
+    }
     const restartOn = restartFingerprint(spec);
     const before = typeof spec.before === "function" ? spec.before(installed, files) : spec.before ?? [];
     const service = systemdService(`${name}-service`, spec.host, daemonServiceSpec(spec), restartOn, spec.unit,

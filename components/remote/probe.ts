@@ -39,6 +39,29 @@ export interface VersionQuery {
     arch: string;
 }
 
+/** A daemon's command line to try before it is restarted with it (the preflight, preflight.ts). */
+export interface CommandLineQuery {
+    /** Its systemd service, e.g. `kube-apiserver`: a line its running process has already is not tried again. */
+    unit: string;
+    /** Absolute path of the installed binary. */
+    binary: string;
+    /** Its arguments as the program receives them, one word each (no whitespace). */
+    args: string[];
+}
+
+/** What the installed binary makes of a command line (`CommandLineQuery`). */
+export interface CommandLineFact {
+    /**
+     * `running`: the unit's process runs with it; `ok`: the binary parsed it (`--version` after it); `refused`:
+     * it did not; `absent`: no binary.
+     */
+    state: "running" | "ok" | "refused" | "absent";
+    /** What the binary said when it refused (its error line). */
+    message?: string;
+    /** The first line of the binary's `--version` when it refused: whether it is the release the change wants. */
+    version?: string;
+}
+
 /** What to observe on one host. */
 export interface ProbeQuery {
     /** Files and directories: sha256 (files), mode and owner. */
@@ -55,6 +78,8 @@ export interface ProbeQuery {
     versions: VersionQuery[];
     /** TCP ports: who listens on each (`ss`), for the preflight (preflight.ts). */
     ports: number[];
+    /** Daemons' command lines: does the installed binary accept each (flag names and values)? For the preflight. */
+    commandLines: CommandLineQuery[];
     /**
      * Sums an earlier probe read, by path: `IDENTITY SHA256` (`FileFact.identity`). A file of `files` whose
      * identity is still this one is not read again: its sum is this one.
@@ -108,10 +133,14 @@ export interface HostFacts {
     versions: Record<string, string>;
     /** Who listens on each port asked for, by port: none, one or more; absent where the host has no `ss` (iproute2). */
     ports: Record<string, Listener[]>;
+    /** What each daemon's binary makes of its command line, by unit. */
+    commandLines: Record<string, CommandLineFact>;
 }
 
-export const emptyQuery = (): ProbeQuery => ({ files: [], stats: [], units: [], addresses: [], sysctls: [], versions: [], ports: [] });
-export const emptyFacts = (): HostFacts => ({ files: {}, units: {}, addresses: {}, sysctls: {}, versions: {}, ports: {} });
+export const emptyQuery = (): ProbeQuery =>
+    ({ files: [], stats: [], units: [], addresses: [], sysctls: [], versions: [], ports: [], commandLines: [] });
+export const emptyFacts = (): HostFacts =>
+    ({ files: {}, units: {}, addresses: {}, sysctls: {}, versions: {}, ports: {}, commandLines: {} });
 export const addressKey = (a: AddressQuery) => `${a.device} ${a.address}`;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -131,8 +160,8 @@ const KNOWN_SUM = /^[0-9]+ [0-9]+ [0-9]+ [0-9]+(\.[0-9]+)? [0-9]+(\.[0-9]+)? [0-
 
 /**
  * The query as data lines, one item each: `file PATH`, `stat PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`,
- * `version ARCH PATH`, `port NUMBER`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a file both hashed and only
- * stat'ed is hashed.
+ * `version ARCH PATH`, `port NUMBER`, `argv UNIT PATH ARG...`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a
+ * file both hashed and only stat'ed is hashed.
  */
 export function probeQueryLines(query: ProbeQuery): string[] {
     const word = (what: string, value: string) => {
@@ -160,6 +189,8 @@ export function probeQueryLines(query: ProbeQuery): string[] {
             }
             return `port ${port}`;
         }),
+        ...query.commandLines.map(c => ["argv", word("unit", c.unit), word("binary", c.binary),
+            ...c.args.map(a => word("argument", a))].join(" ")),
         ...Object.entries(query.known ?? {}).filter(([f, known]) => query.files.includes(f) && KNOWN_SUM.test(known))
             .map(([f, known]) => `sum ${known} ${last("path", f)}`),
     ];
@@ -170,6 +201,7 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * line `file SHA256|*|dir|- MODE OWNER PATH` (and `ident IDENTITY PATH` after a big file's, see
  * `FileFact.identity`), `unit ENABLED ACTIVE NAME`, `addr present|absent DEVICE ADDRESS`, `sysctl KEY VALUE`,
  * `version PATH FIRST-LINE`, `port NUMBER free|unknown` or `port NUMBER PID UNIT|- PROCESS` for each of its listeners,
+ * `argv UNIT running|ok|absent` or `argv UNIT refused` then `argv-version UNIT FIRST-LINE` and `argv-error UNIT LINE`,
  * between a begin and an end line. One function, read whole before it runs; every
  * command's stdin is /dev/null (the heredoc is the loop's).
  *
@@ -179,13 +211,15 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * the Kubernetes binaries, about 300 MB a node, hash about four times faster so; sha256sum, which starts about
  * 100 ms sooner on the emulated gateway, for small files, and for all where there is no openssl), one
  * `systemctl show` for every unit, addresses and kernel parameters read by bash itself (from `ip -o` and
- * /proc/sys), one `ss` for every port (each listener's unit from its /proc cgroup). Both tools print a line per file in the order given; a file that changes under the probe (fewer
+ * /proc/sys), one `ss` for every port (each listener's unit from its /proc cgroup), one `systemctl show` for the
+ * main processes of the daemons whose command lines are asked about, and a binary run only for a line its daemon
+ * does not run with yet. Both tools print a line per file in the order given; a file that changes under the probe (fewer
  * lines) is read again alone.
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
         `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
-        `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=()`,
+        `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=() argvs=()`,
         `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
         `printf -v start '%(%s)T' -1`,
@@ -309,6 +343,32 @@ export function probeScript(query: ProbeQuery): string {
         `    if [[ -n \${listeners[$port]:-} ]]; then printf '%s' "\${listeners[$port]}"; else printf 'port %s free\\n' "$port"; fi`,
         `  done`,
         `}`,
+        // Each daemon's command line: \`running\` when its unit's main process has it already (one systemctl for
+        // all); else the binary parses it and prints its version (\`--version\` after it), or says what it refuses:
+        // the error line (cobra's \`Error: ...\`, Go's flag package's own words) and its plain version.
+        `probe_argvs() {`,
+        `  local item unit bin pids=() pid i=0 names=() running=() words=() out line arch=amd64`,
+        `  ((\${#argvs[@]} > 0)) || return 0`,
+        // etcd runs on arm64 only with ETCD_UNSUPPORTED_ARCH set to it, --version included.
+        `  case \${HOSTTYPE:-} in aarch64 | arm64) arch=arm64 ;; esac`,
+        `  for item in "\${argvs[@]}"; do names+=("\${item%% *}"); done`,
+        `  mapfile -t pids < <(systemctl show --property=MainPID --value -- "\${names[@]}" 2>/dev/null </dev/null | grep -v '^$')`,
+        `  for item in "\${argvs[@]}"; do`,
+        `    read -r -a words <<<"$item"`,
+        `    unit=\${words[0]} bin=\${words[1]} pid=\${pids[i]:-0} i=$((i + 1))`,
+        `    if [ ! -x "$bin" ]; then printf 'argv %s absent\\n' "$unit"; continue; fi`,
+        `    if [ "$pid" != 0 ] && mapfile -d '' -t running <"/proc/$pid/cmdline" 2>/dev/null && [ "\${running[*]}" = "\${words[*]:1}" ]; then`,
+        `      printf 'argv %s running\\n' "$unit"`,
+        `    elif out=$(ETCD_UNSUPPORTED_ARCH=$arch timeout 10 "$bin" "\${words[@]:2}" --version 2>&1 </dev/null); then`,
+        `      printf 'argv %s ok\\n' "$unit"`,
+        `    else`,
+        `      line=$(printf '%s\\n' "$out" | grep -m 1 -E '^(Error: |flag provided but not defined|invalid (value|argument) )' || printf '%s\\n' "$out" | head -n 1)`,
+        `      printf 'argv %s refused\\nargv-version %s %s\\nargv-error %s %s\\n' "$unit" "$unit" \\`,
+        `        "$( { ETCD_UNSUPPORTED_ARCH=$arch timeout 10 "$bin" --version 2>/dev/null </dev/null || true; } | sed -n '1{s/[^[:print:]]//g;p;}')" \\`,
+        `        "$unit" "$(printf '%s' "\${line:0:300}" | tr -c '[:print:]' ' ')"`,
+        `    fi`,
+        `  done`,
+        `}`,
         `main() {`,
         `  local kind rest item s d i m c sha f`,
         `  echo '${BEGIN}'`,
@@ -319,7 +379,8 @@ export function probeScript(query: ProbeQuery): string {
         `      addr) addrs+=("$rest") ;;`,
         `      sysctl) sysctls+=("$rest") ;;`,
         `      version) versions+=("$rest") ;;`,
-        `      port) ports+=("$rest") ;;`,
+        `      port) ports+=("$rest") ;;
+      argv) argvs+=("$rest") ;;`,
         `      sum) read -r s d i m c sha f <<<"$rest"; knownid[$f]="$s $d $i $m $c" knownsum[$f]=$sha ;;`,
         `      *) echo "unknown probe item: $kind" >&2; exit 2 ;;`,
         `    esac`,
@@ -332,6 +393,7 @@ export function probeScript(query: ProbeQuery): string {
         `  for item in "\${sysctls[@]}"; do probe_sysctl "$item"; done`,
         `  for item in "\${versions[@]}"; do probe_version "\${item%% *}" "\${item#* }"; done`,
         `  probe_ports`,
+        `  probe_argvs`,
         `  echo '${END}'`,
         `}`,
         `main`,
@@ -386,6 +448,22 @@ export function parseProbeOutput(text: string): HostFacts {
                 }
                 if (words.length === 5 && /^[0-9]+$/.test(words[1]) && /^([0-9]+|-)$/.test(words[2])) {
                     (facts.ports[words[1]] ??= []).push({ pid: words[2], unit: unset(words[3]), process: words[4] });
+                    continue;
+                }
+                break;
+            case "argv":
+                if (words.length === 3 && ["running", "ok", "refused", "absent"].includes(words[2])) {
+                    facts.commandLines[words[1]] = { state: words[2] as CommandLineFact["state"] };
+                    continue;
+                }
+                break;
+            case "argv-version":
+            case "argv-error":
+                if (words.length >= 2 && facts.commandLines[words[1]]?.state === "refused") {
+                    const said = rest(2).trim();
+                    if (said !== "") {
+                        facts.commandLines[words[1]][words[0] === "argv-error" ? "message" : "version"] = said;
+                    }
                     continue;
                 }
                 break;
@@ -571,6 +649,7 @@ export function observe(host: Machine, want: Partial<ProbeQuery>): Promise<HostF
     add(entry.query.sysctls, want.sysctls);
     add(entry.query.versions, want.versions, v => v.binary);
     add(entry.query.ports, want.ports);
+    add(entry.query.commandLines, want.commandLines, c => c.unit);
     return everyHost.then(all => all.get(host.name));
 }
 

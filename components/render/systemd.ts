@@ -26,6 +26,20 @@ export function renderCommandLine(command: CommandLine): string {
     return [command.program, ...command.args].join(" \\\n  ");
 }
 
+/**
+ * The command line of a unit that `renderServiceUnit` rendered, as systemd gives it to the program: each
+ * argument a word, a value wholly in quotes (the seed's `--runtime-config='api/all=true'`) unquoted. Undefined
+ * without an ExecStart.
+ */
+export function execStartOf(unit: string): CommandLine | undefined {
+    const line = /^ExecStart=((?:.* \\\n)*.*)$/m.exec(unit)?.[1];
+    if (line === undefined) {
+        return undefined;
+    }
+    const [program, ...args] = line.split(" \\\n  ");
+    return { program, args: args.map(arg => arg.replace(/^(--[^=]+=)(['"])(.*)\2$/, "$1$3")) };
+}
+
 export function renderServiceUnit(unit: ServiceUnit): string {
     const entry = ([key, value]: [string, string]) => `${key}=${value}`;
     const unitSection = [

@@ -260,6 +260,23 @@ for n in "${LAB_NODES[@]}"; do
   check "$n: etcd runs with --snapshot-count=20000" runs_with "$n" etcd --snapshot-count=20000
 done
 
+# A flag the API server does not know is refused before anything changes, in a preview as at up, naming each
+# node, the daemon, the keys and what kube-apiserver said of it.
+run_pulumi config set --path 'apiServerExtraArgs.evnt-ttl' 2h
+for cmd in preview up; do
+  t=$SECONDS args=("$cmd")
+  [[ $cmd == preview ]] || args+=(--yes --skip-preview)
+  if run_pulumi "${args[@]}" >"$work/$cmd-unknown-flag.log" 2>&1; then
+    fail "pulumi $cmd with apiServerExtraArgs.evnt-ttl should be refused"
+  else
+    check "pulumi $cmd with a flag kube-apiserver does not know is refused in $((SECONDS - t))s, naming control0 and the error" \
+      grep -qE "control0: kube-apiserver [0-9.]+ refuses the command line .*apiServerExtraArgs.*: Error: unknown flag: --evnt-ttl" \
+      "$work/$cmd-unknown-flag.log"
+    check_not "pulumi $cmd: nothing was changed" grep -qE "(created|updated|deleted) \(" "$work/$cmd-unknown-flag.log"
+  fi
+done
+run_pulumi config rm --path 'apiServerExtraArgs.evnt-ttl'
+
 run_pulumi config set --path 'apiServerExtraArgs.event-ttl' 2h
 rolled_up apiserver-flag "an API server flag"
 only_restarted kube-apiserver

@@ -268,6 +268,29 @@ describe("refusals before any resource is registered", () => {
         }
     });
 
+    test("a flag the installed binary refuses, in preview too, naming the node, the daemon, the keys and its error", () => {
+        const hosts = withVersions("1.28.3", "3.5.9");
+        hosts.control0.commandLines = { "kube-apiserver": { state: "refused", version: "Kubernetes v1.28.3", message: "Error: unknown flag: --evnt-ttl" },
+            "etcd": { state: "running" } };
+        for (const mode of ["preview", "up"] as const) {
+            const run = runProgram(devConfig({ apiServerExtraArgs: { "evnt-ttl": "2h" } }), { mode, probe: { hosts } });
+            assert.match(run.error ?? "", /refused by the preflight checks, so nothing was changed:\n  - control0: kube-apiserver 1.28.3 refuses the command line this change would restart it with \(its flags come from control-plane:apiServerExtraArgs and control-plane:profile\): Error: unknown flag: --evnt-ttl/);
+            assert.deepEqual(onlyTheStack(run), [], `${mode}: no resource registered`);
+        }
+        // Each control node's probe asks for its four daemons' command lines as their units run them; the gateway's for none.
+        const run = runProgram(devConfig({ apiServerExtraArgs: { "evnt-ttl": "2h" } }), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
+        assert.equal(run.error, undefined, run.error);
+        for (const p of run.probes) {
+            assert.deepEqual(p.query.commandLines.map(c => `${c.unit} ${c.binary}`), p.host === "gateway" ? [] :
+                ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"].map(u => `${u} /usr/local/bin/${u}`), p.host);
+            const api = p.query.commandLines.find(c => c.unit === "kube-apiserver");
+            if (api) {
+                assert.ok(api.args.includes("--evnt-ttl=2h") && api.args.includes("--runtime-config=api/all=true"), "as systemd passes them");
+                assert.ok(api.args.includes(`--advertise-address=192.168.1.${11 + Number(p.host.slice(-1))}`), "the node's own");
+            }
+        }
+    });
+
     test("at up, a host that cannot be reached fails the program, naming it and its address, before any resource", () => {
         const run = runProgram(devConfig(), { probe: { unreachable: ["control2"] } });
         assert.match(run.error ?? "", /cannot compare the hosts with what the program installed, so nothing was changed:\n  - control2 \(192.168.1.13\): ssh: connect to host 192.168.1.13 port 22: No route to host/);

@@ -2,7 +2,7 @@
 // scratch directory, its parser, the ssh runner against a fake `ssh`, the marker rule case by case, and the
 // version skew policy as the probe applies it.
 import { strict as assert } from "assert";
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as net from "net";
@@ -17,7 +17,7 @@ import {
     sshProbeRunner,
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
-import { installedRelease, portProblems, skewAllowed, versionSkewProblems } from "../../components/preflight";
+import { commandLineProblems, installedRelease, portProblems, skewAllowed, versionSkewProblems } from "../../components/preflight";
 
 const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-probe-"));
 const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
@@ -103,6 +103,71 @@ describe("the probe script", () => {
         });
         assert.throws(() => parseProbeOutput("kthw-probe begin\nport 2379 busy\nkthw-probe end"), /unexpected line/);
         assert.throws(() => probeQueryLines(query({ ports: [70000] })), /must be a TCP port number/);
+    });
+
+    test("tries each daemon's command line with its binary: running (its process has it), ok, refused (what it said, its version), absent; one systemctl", async () => {
+        const dir = scratch();
+        const bin = path.join(dir, "bin");
+        fs.mkdirSync(bin);
+        const calls = path.join(dir, "calls");
+        // As cobra does: the usage, then the error; and Go's flag package: the error, then the usage.
+        const cobra = (known: string) => ["#!/bin/bash", 'for a in "$@"; do case $a in --version | ' + known + ') ;;',
+            '  *) printf "Usage:\\n  x [flags]\\n\\nError: unknown flag: %s\\n" "${a%%=*}" >&2; exit 1 ;; esac; done',
+            'echo "Kubernetes v1.28.3"', ""].join("\n");
+        fs.writeFileSync(path.join(dir, "kube-apiserver"), cobra("--event-ttl=*"), { mode: 0o755 });
+        fs.writeFileSync(path.join(dir, "kube-controller-manager"), cobra("--v=*"), { mode: 0o755 });
+        fs.writeFileSync(path.join(dir, "etcd"), ["#!/bin/bash", 'for a in "$@"; do case $a in --version | --name=*) ;;',
+            '  *) printf "flag provided but not defined: %s\\nUsage:\\n" "${a%%=*}" >&2; exit 2 ;; esac; done',
+            'printf "etcd Version: 3.5.9\\nGit SHA: x\\n"', ""].join("\n"), { mode: 0o755 });
+        // A daemon that runs: a real process (a copy of sleep) with the very command line asked about.
+        const scheduler = path.join(dir, "kube-scheduler");
+        fs.copyFileSync(spawnSync("bash", ["-c", "command -v sleep"], { encoding: "utf8" }).stdout.trim(), scheduler);
+        fs.chmodSync(scheduler, 0o755);
+        const running = spawn(scheduler, ["30"], { stdio: "ignore" });
+        try {
+            fs.writeFileSync(path.join(bin, "systemctl"), ["#!/bin/bash", `echo systemctl "$@" >>${calls}`,
+                `printf '0\\n\\n0\\n\\n${running.pid}\\n\\n0\\n\\n0\\n\\n'`, ""].join("\n"), { mode: 0o755 });
+            const ask = (unit: string, binary: string, ...args: string[]) => ({ unit, binary, args });
+            const text = probeScript(query({ commandLines: [
+                ask("kube-apiserver", path.join(dir, "kube-apiserver"), "--event-ttl=2h", "--evnt-ttl=2h"),
+                ask("kube-controller-manager", path.join(dir, "kube-controller-manager"), "--v=2"),
+                ask("kube-scheduler", scheduler, "30"),
+                ask("etcd", path.join(dir, "etcd"), "--name=control0", "--snapshot-cont=1"),
+                ask("kthw-none", path.join(dir, "missing"), "--v=2"),
+            ] }));
+            // Wait until the process runs the copy, not node's fork of itself.
+            for (let i = 0; i < 50 && !fs.readFileSync(`/proc/${running.pid}/cmdline`, "utf8").startsWith(scheduler); i++) {
+                await new Promise(resolve => setTimeout(resolve, 20));
+            }
+            const run = spawnSync("/bin/bash", ["-s"], { input: text, encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+            assert.equal(run.status, 0, run.stderr);
+            assert.deepEqual(parseProbeOutput(run.stdout).commandLines, {
+                "kube-apiserver": { state: "refused", version: "Kubernetes v1.28.3", message: "Error: unknown flag: --evnt-ttl" },
+                "kube-controller-manager": { state: "ok" },
+                "kube-scheduler": { state: "running" },
+                "etcd": { state: "refused", version: "etcd Version: 3.5.9", message: "flag provided but not defined: --snapshot-cont" },
+                "kthw-none": { state: "absent" },
+            });
+            assert.deepEqual(fs.readFileSync(calls, "utf8").trim().split("\n"),
+                ["systemctl show --property=MainPID --value -- kube-apiserver kube-controller-manager kube-scheduler etcd kthw-none"]);
+        } finally {
+            running.kill();
+        }
+        assert.throws(() => probeQueryLines(query({ commandLines: [{ unit: "etcd", binary: "/usr/local/bin/etcd", args: ["--name=a b"] }] })),
+            /argument "--name=a b" must be one word/);
+    });
+
+    test("parses command line lines; refuses a malformed one, or what a binary said without its refusal", () => {
+        const facts = parseProbeOutput(["kthw-probe begin", "argv etcd running", "argv kube-apiserver refused",
+            "argv-version kube-apiserver Kubernetes v1.28.3", "argv-error kube-apiserver Error: unknown flag: --evnt-ttl",
+            "argv kube-scheduler refused", "argv-version kube-scheduler ", "argv-error kube-scheduler ", "kthw-probe end"].join("\n"));
+        assert.deepEqual(facts.commandLines, {
+            "etcd": { state: "running" },
+            "kube-apiserver": { state: "refused", version: "Kubernetes v1.28.3", message: "Error: unknown flag: --evnt-ttl" },
+            "kube-scheduler": { state: "refused" },
+        });
+        assert.throws(() => parseProbeOutput("kthw-probe begin\nargv etcd maybe\nkthw-probe end"), /unexpected line/);
+        assert.throws(() => parseProbeOutput("kthw-probe begin\nargv etcd ok\nargv-error etcd boom\nkthw-probe end"), /unexpected line/);
     });
 
     test("hashes big files with openssl where there is one, else with sha256sum, small ones with sha256sum: the same sums", () => {
@@ -495,6 +560,33 @@ describe("the version skew policy from the probe", () => {
             "etcd 3.5.9 -> 3.7.0 skips a minor");
         assert.match(versionSkewProblems({ ...DEFAULTS, kubernetesVersion: "1.27.4", etcdVersion: "3.7.0" }, nodes, facts)[0],
             /^control0: control-plane:etcdVersion: 3.7.0 is not one minor release step from the etcd installed here/);
+    });
+});
+
+describe("the daemons' command lines from the probe", () => {
+    const nodes = DEFAULTS.nodes.slice(0, 2);
+    const refused = (version: string) => ({ state: "refused" as const, version, message: "Error: unknown flag: --evnt-ttl" });
+    const facts = (commandLines: HostFacts["commandLines"]) => new Map<string, HostFacts | undefined>([
+        ["control0", { ...emptyFacts(), commandLines }], ["control1", undefined]]);
+
+    test("refused by the release the change wants: the node, the daemon, the keys that set its flags, what it said", () => {
+        assert.deepEqual(commandLineProblems(DEFAULTS, nodes, facts({
+            "kube-apiserver": refused("Kubernetes v1.28.3"),
+            "etcd": { state: "refused", version: "etcd Version: 3.5.9", message: "flag provided but not defined: -snapshot-cont" },
+            "kube-scheduler": { state: "refused", version: "Kubernetes v1.28.3" },
+        })), [
+            "control0: kube-apiserver 1.28.3 refuses the command line this change would restart it with (its flags come from control-plane:apiServerExtraArgs and control-plane:profile): Error: unknown flag: --evnt-ttl",
+            "control0: etcd 3.5.9 refuses the command line this change would restart it with (its flags come from control-plane:etcdExtraArgs and control-plane:profile): flag provided but not defined: -snapshot-cont",
+            "control0: kube-scheduler 1.28.3 refuses the command line this change would restart it with (its flags come from control-plane:schedulerExtraArgs and control-plane:profile): no error line",
+        ]);
+    });
+
+    test("running, parsed, absent, or refused by another release (an upgrade's binary is not there yet): nothing said", () => {
+        assert.deepEqual(commandLineProblems(DEFAULTS, nodes, facts({
+            "etcd": { state: "running" }, "kube-controller-manager": { state: "ok" }, "kube-scheduler": { state: "absent" },
+        })), []);
+        assert.deepEqual(commandLineProblems({ ...DEFAULTS, kubernetesVersion: "1.28.15" }, nodes, facts({ "kube-apiserver": refused("Kubernetes v1.28.3") })), []);
+        assert.deepEqual(commandLineProblems(DEFAULTS, nodes, facts({ "kube-apiserver": refused("") })), [], "no version line: another binary");
     });
 });
 

@@ -9,6 +9,7 @@ import { renderEtcdUnit } from "../../components/etcd";
 import { renderArpSysctl, renderLdirectordConfig, renderVipUnit } from "../../components/loadBalancer";
 import { apiServerUrl, kubernetesSans, renderEncryptionConfig, renderKubeconfig } from "../../components/pki";
 import { renderSchedulerConfig, renderSchedulerUnit, schedulerConfigApiVersion } from "../../components/scheduler";
+import { execStartOf } from "../../components/render/systemd";
 import { toYaml } from "../../components/render/yaml";
 import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
 
@@ -160,4 +161,21 @@ test("the VIP unit holds the address on lo after applying the ARP settings", () 
     const gateway = renderVipUnit(DEFAULTS, "enp0s1");
     assert.match(gateway, /^ExecStart=ip addr replace 192\.168\.1\.21\/32 dev enp0s1$/m);
     assert.doesNotMatch(gateway, /sysctl/);
+});
+
+test("a rendered unit's command line as systemd passes it: every flag a word, the seed's quoted value unquoted", () => {
+    const units: [string, string][] = [
+        ["/usr/local/bin/etcd", renderEtcdUnit(DEFAULTS, control0)],
+        ["/usr/local/bin/kube-apiserver", renderApiServerUnit(DEFAULTS, control0)],
+        ["/usr/local/bin/kube-controller-manager", renderControllerManagerUnit(DEFAULTS)],
+        ["/usr/local/bin/kube-scheduler", renderSchedulerUnit(DEFAULTS)],
+    ];
+    for (const [program, unit] of units) {
+        const command = execStartOf(unit)!;
+        assert.equal(command.program, program);
+        assert.deepEqual(command.args, parseUnit(unit).flags.map(f => f.replace("='api/all=true'", "=api/all=true")), program);
+        command.args.forEach(arg => assert.match(arg, /^--[a-z0-9-]+(=\S+)?$/, `${program}: ${arg}`));
+    }
+    assert.ok(execStartOf(renderApiServerUnit(DEFAULTS, control0))!.args.includes("--runtime-config=api/all=true"));
+    assert.equal(execStartOf("[Unit]\nDescription=x\n"), undefined);
 });
