@@ -16,19 +16,29 @@ export function asRoot(text: string): string {
     return `sudo -n bash -c ${shq(text)}`;
 }
 
+/** When a bounded poll stops before its time is up: a test, and what it means, in words. */
+export interface GiveUp {
+    test: string;
+    why: string;
+}
+
 /**
- * A bounded poll: runs `probe` every half second until it succeeds, or fails after `timeoutSeconds`
- * with a message that says what it waited for, followed by the output of `diagnose`.
+ * A bounded poll: runs `probe` every half second until it succeeds, or fails after `timeoutSeconds` (or as soon
+ * as `giveUp`'s test passes) with a message that says what it waited for, followed by the output of `diagnose`.
  */
-export function waitUntil(what: string, probe: string, timeoutSeconds: number, diagnose?: string): string[] {
+export function waitUntil(what: string, probe: string, timeoutSeconds: number, diagnose?: string, giveUp?: GiveUp): string[] {
+    const fail = (message: string) => [
+        `    echo ${shq(message)} >&2`,
+        ...(diagnose ? [`    ${diagnose} >&2 || true`] : []),
+        `    exit 1`,
+    ];
     return [
         `echo ${shq(`waiting up to ${timeoutSeconds}s for ${what}`)}`,
         `deadline=$((SECONDS + ${timeoutSeconds}))`,
         `until ${probe}; do`,
+        ...(giveUp ? [`  if ${giveUp.test}; then`, ...fail(`gave up waiting for ${what}: ${giveUp.why}`), `  fi`] : []),
         `  if (( SECONDS >= deadline )); then`,
-        `    echo ${shq(`timed out after ${timeoutSeconds}s waiting for ${what}`)} >&2`,
-        ...(diagnose ? [`    ${diagnose} >&2 || true`] : []),
-        `    exit 1`,
+        ...fail(`timed out after ${timeoutSeconds}s waiting for ${what}`),
         `  fi`,
         `  sleep 0.5`,
         `done`,

@@ -9,7 +9,7 @@ import * as command from "@pulumi/command";
 import { Machine } from "../config";
 import { contentSha256, driftMarker, Expectation, withDriftMarker } from "./drift";
 import { AddressQuery } from "./probe";
-import { asRoot, script, shq, waitUntil } from "./shell";
+import { asRoot, GiveUp, script, shq, waitUntil } from "./shell";
 import { Host, SshAccess } from "./host";
 import { scriptOnHost, sshLocalStep, sshSettings, SshSettings } from "./ssh";
 
@@ -185,6 +185,8 @@ export interface ServiceSpec {
 
 /** A bounded poll on a host: what it waits for (in words), how to probe, how to explain a timeout. */
 export interface WaitSpec {
+    /** When to stop waiting before the time is up (a daemon that keeps exiting). */
+    giveUp?: GiveUp;
     /** What the poll waits for, in words: it is printed while waiting and in the timeout error. */
     what: string;
     /** Shell lines defining what `probe` uses (functions, temp files). */
@@ -198,8 +200,11 @@ export interface WaitSpec {
 
 /** The lines of a bounded poll. */
 export function waitLines(spec: WaitSpec): string[] {
-    return [...(spec.setup ?? []), ...waitUntil(spec.what, spec.probe, spec.timeoutSeconds, spec.diagnose)];
+    return [...(spec.setup ?? []), ...waitUntil(spec.what, spec.probe, spec.timeoutSeconds, spec.diagnose, spec.giveUp)];
 }
+
+/** After a restart for a change, how many times systemd may restart a daemon that exits before the step fails. */
+const CRASH_RESTARTS = 2;
 
 export function serviceScripts(spec: ServiceSpec): StepScripts {
     const unit = shq(spec.unitName);
@@ -226,12 +231,21 @@ export function serviceScripts(spec: ServiceSpec): StepScripts {
     const start = [...enable, `systemctl restart${block} ${unit}`];
     const change = spec.onChange === "reload"
         ? [...enable, `if systemctl is-active --quiet ${unit}; then systemctl reload ${unit}; else systemctl start ${unit}; fi`]
-        : [...enable, `systemctl restart ${unit}`];
+        : [...enable, `systemctl restart ${unit}`, ...(spec.afterChange ? [`restarted=$(systemctl show -p NRestarts --value ${unit})`] : [])];
+    // A daemon that exits again and again after a restart for a change (a file a flag names that is missing, a
+    // value it rejects once it runs: what the preflight's parse cannot tell) fails the step after systemd's
+    // second restart of it (Restart=on-failure, RestartSec=5: about 12 s), not at the end of the wait. systemd
+    // counts restarts (NRestarts) over the unit's life: from the count after this step's own restart.
+    const afterChange = spec.afterChange && spec.onChange === "restart" ? {
+        ...spec.afterChange,
+        giveUp: { test: `[ "$(systemctl show -p NRestarts --value ${unit})" -ge $((restarted + ${CRASH_RESTARTS})) ]`,
+            why: `${spec.unitName} keeps exiting: systemd restarted it ${CRASH_RESTARTS} times since this change restarted it` },
+    } : spec.afterChange;
     return {
         create: script(header, ...install, ...(spec.beforeStart ?? []), ...start,
             ...(spec.afterStart ? waitLines(spec.afterStart) : [])),
         update: script(header, ...install, ...(spec.beforeChange ?? []), ...change,
-            ...(spec.afterChange ? waitLines(spec.afterChange) : [])),
+            ...(afterChange ? waitLines(afterChange) : [])),
         delete: script(
             `${unitFiles} disable --no-reload --now --quiet ${unit} 2>/dev/null || true`,
             // Unloaded with its file: no trace of the unit stays in systemd.

@@ -291,6 +291,27 @@ for n in "${LAB_NODES[@]}"; do
   check "$n: kube-apiserver runs with --event-ttl=2h" runs_with "$n" kube-apiserver --event-ttl=2h
 done
 
+# A flag whose value parses but makes the API server exit at start (a file that is not there): the first node's
+# restart gives up once systemd has restarted it twice, long before the health wait's end, with the journal's
+# reason; the other real servers serve; taking the flag out again brings the node back (its unit, now drift).
+run_pulumi config set --path 'apiServerExtraArgs.audit-policy-file' /etc/kubernetes/kthw-e2e-missing.yaml
+t=$SECONDS
+if run_pulumi up --yes --skip-preview >"$work/up-crash-loop.log" 2>&1; then
+  fail "pulumi up with a kube-apiserver that cannot start should fail"
+else
+  check "an API server that keeps exiting fails the up in $((SECONDS - t))s, well before the health wait's end" test "$((SECONDS - t))" -lt 60
+  check "the error names control0's kube-apiserver, which keeps exiting" \
+    grep -qE "kube-apiserver-control0-service .*kube-apiserver keeps exiting: systemd restarted it 2 times" "$work/up-crash-loop.log"
+  check "and the journal's reason (the missing file)" grep -qF "open /etc/kubernetes/kthw-e2e-missing.yaml: no such file" "$work/up-crash-loop.log"
+  check_not "only control0 was restarted" grep -qE "kube-apiserver-control[12]-service +updat" "$work/up-crash-loop.log"
+  check "the other real servers still serve at weight 1" \
+    test "$(ipvs_weights | awk -v c0="${LAB_IP[control0]}" '$1 != c0 && $2 == 1' | wc -l)" -eq $((${#LAB_NODES[@]} - 1))
+fi
+run_pulumi config rm --path 'apiServerExtraArgs.audit-policy-file'
+check "with the flag taken out, up brings control0 back" run_pulumi up --yes --skip-preview
+check "every real server is back at weight 1" all_at_weight_one
+check "and then changes nothing" run_pulumi preview --expect-no-changes
+
 run_pulumi config set --path 'controllerManagerExtraArgs.terminated-pod-gc-threshold' 500
 rolled_up controller-manager-flag "a controller manager flag"
 only_restarted kube-controller-manager

@@ -162,3 +162,35 @@ test("the scripts' form of a daemon's service step: what a drain follows besides
     const withFingerprint = serviceScripts({ ...daemonServiceSpec(spec), fingerprint: "f" });
     assert.match(withFingerprint.update!, /systemctl restart 'kube-apiserver'[\s\S]*until true/);
 });
+
+test("after a restart for a change, a daemon that keeps exiting fails the step at systemd's second restart of it, not at the end of the wait", () => {
+    // A fake systemctl: NRestarts counts up by one at each read after the restart (the daemon exits, systemd
+    // starts it again), from 7 (restarts of the unit's earlier life); or stays where the restart left it.
+    const dir = scratch();
+    fs.writeFileSync(path.join(dir, "systemctl"), [
+        "#!/bin/bash",
+        `if [ "$1 $2 $3" = "show -p NRestarts" ]; then n=$(cat ${dir}/n 2>/dev/null || echo 7); echo "$n"; [ "$CRASHING" = no ] || echo $((n + 1)) >${dir}/n; fi`,
+        `if [ "$1" = status ]; then echo "kube-scheduler.service: Main process exited, code=exited, status=1/FAILURE"; fi`,
+    ].join("\n") + "\n", { mode: 0o755 });
+    const root = scratch();
+    const spec = {
+        unitName: "kube-scheduler", fingerprint: "f", ownsUnitFile: true, onChange: "restart" as const,
+        afterChange: { what: "kube-scheduler to answer", probe: "false", timeoutSeconds: 4, diagnose: "systemctl status kube-scheduler" },
+    };
+    const run = (crashing: string) => {
+        fs.rmSync(path.join(dir, "n"), { force: true });
+        const started = Date.now();
+        const result = spawnSync("bash", ["-c", serviceScripts(spec).update!.split("/etc/systemd/system/").join(`${root}/`)],
+            { input: "[Unit]\n", encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, CRASHING: crashing } });
+        return { ...result, seconds: (Date.now() - started) / 1000 };
+    };
+    const crash = run("yes");
+    assert.equal(crash.status, 1);
+    assert.ok(crash.seconds < 2.5, `failed at once (${crash.seconds}s), not after the 4s wait`);
+    assert.match(crash.stderr, /gave up waiting for kube-scheduler to answer: kube-scheduler keeps exiting: systemd restarted it 2 times since this change restarted it\n.*Main process exited/);
+    // A daemon that does not exit again is waited for the whole time.
+    const steady = run("no");
+    assert.equal(steady.status, 1);
+    assert.ok(steady.seconds >= 3, `${steady.seconds}s: the whole wait (bash counts whole seconds)`);
+    assert.match(steady.stderr, /^timed out after 4s waiting for kube-scheduler to answer\n/);
+});
