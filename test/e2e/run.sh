@@ -22,6 +22,19 @@ TEST_TAG=e2e
 source test/lib.sh
 
 run_pulumi() { lab/exec.sh pulumi --non-interactive --stack "$STACK" "$@"; }
+# must_fail NAME WHY ARGS...: pulumi ARGS, its output in $work/NAME.log, must fail (WHY: because of what); true when
+# it did, the seconds it took in $FAILED_IN; a run that passes fails the test.
+must_fail() {
+  local _t_log=$work/$1.log _t_why=$2 _t_start=$SECONDS
+  shift 2
+  if run_pulumi "$@" >"$_t_log" 2>&1; then
+    fail "pulumi $1 should fail: $_t_why" "$(tail -n 20 "$_t_log")"
+    return 1
+  fi
+  FAILED_IN=$((SECONDS - _t_start))
+}
+# changed_nothing LOG: no step of that pulumi run created, updated or deleted anything.
+changed_nothing() { ! grep -qE "(created|updated|deleted) \(" "$1"; }
 on() { lab_ssh "$@"; }
 # The kubectl the mirror built, run as the runner with the admin kubeconfig from the stack output.
 kubectl_lab() { lab/exec.sh "$work/bin/kubectl" --kubeconfig "$work/admin.kubeconfig" "$@"; }
@@ -109,15 +122,12 @@ squat() { on control1 sudo systemd-run --quiet --unit=kthw-e2e-squatter /usr/sbi
 squatting() { on control1 "sudo ss -Hltn 'sport = :2380' | grep -q ."; }
 squat
 check "another program listens on control1:2380" wait_for "sshd of kthw-e2e-squatter.service on control1:2380" 30 squatting
-t=$SECONDS
-if run_pulumi up --yes --skip-preview >"$work/up-port-held.log" 2>&1; then
-  fail "pulumi up with control1's port 2380 held by another program should fail"
-else
-  check "pulumi up with control1's port 2380 held fails within 60s ($((SECONDS - t))s)" test "$((SECONDS - t))" -lt 60
+if must_fail up-port-held "control1's port 2380 is held by another program" up --yes --skip-preview; then
+  check "pulumi up with control1's port 2380 held fails within 60s (${FAILED_IN}s)" test "$FAILED_IN" -lt 60
   check "the refusal names control1, the port, what it is for and its holder (process, pid, unit)" \
     grep -qE "control1: port 2380 \(etcd's peer port\) is in use by sshd \(pid [0-9]+, kthw-e2e-squatter.service\), not etcd.service" \
     "$work/up-port-held.log"
-  check_not "nothing was changed: no step ran before the refusal" grep -qE "(created|updated|deleted) \(" "$work/up-port-held.log"
+  check "nothing was changed: no step ran before the refusal" changed_nothing "$work/up-port-held.log"
   check_not "no etcd on control0, whose ports were free" on control0 test -e /usr/local/bin/etcd
 fi
 on control1 sudo systemctl stop kthw-e2e-squatter
@@ -264,15 +274,13 @@ done
 # node, the daemon, the keys and what kube-apiserver said of it.
 run_pulumi config set --path 'apiServerExtraArgs.evnt-ttl' 2h
 for cmd in preview up; do
-  t=$SECONDS args=("$cmd")
+  args=("$cmd")
   [[ $cmd == preview ]] || args+=(--yes --skip-preview)
-  if run_pulumi "${args[@]}" >"$work/$cmd-unknown-flag.log" 2>&1; then
-    fail "pulumi $cmd with apiServerExtraArgs.evnt-ttl should be refused"
-  else
-    check "pulumi $cmd with a flag kube-apiserver does not know is refused in $((SECONDS - t))s, naming control0 and the error" \
+  if must_fail "$cmd-unknown-flag" "kube-apiserver does not know --evnt-ttl" "${args[@]}"; then
+    check "pulumi $cmd with a flag kube-apiserver does not know is refused in ${FAILED_IN}s, naming control0 and the error" \
       grep -qE "control0: kube-apiserver [0-9.]+ refuses the command line .*apiServerExtraArgs.*: Error: unknown flag: --evnt-ttl" \
       "$work/$cmd-unknown-flag.log"
-    check_not "pulumi $cmd: nothing was changed" grep -qE "(created|updated|deleted) \(" "$work/$cmd-unknown-flag.log"
+    check "pulumi $cmd: nothing was changed" changed_nothing "$work/$cmd-unknown-flag.log"
   fi
 done
 run_pulumi config rm --path 'apiServerExtraArgs.evnt-ttl'
@@ -295,11 +303,8 @@ done
 # restart gives up once systemd has restarted it twice, long before the health wait's end, with the journal's
 # reason; the other real servers serve; taking the flag out again brings the node back (its unit, now drift).
 run_pulumi config set --path 'apiServerExtraArgs.audit-policy-file' /etc/kubernetes/kthw-e2e-missing.yaml
-t=$SECONDS
-if run_pulumi up --yes --skip-preview >"$work/up-crash-loop.log" 2>&1; then
-  fail "pulumi up with a kube-apiserver that cannot start should fail"
-else
-  check "an API server that keeps exiting fails the up in $((SECONDS - t))s, well before the health wait's end" test "$((SECONDS - t))" -lt 60
+if must_fail up-crash-loop "kube-apiserver cannot start without its audit policy" up --yes --skip-preview; then
+  check "an API server that keeps exiting fails the up in ${FAILED_IN}s, well before the health wait's end" test "$FAILED_IN" -lt 60
   check "the error names control0's kube-apiserver, which keeps exiting" \
     grep -qE "kube-apiserver-control0-service .*kube-apiserver keeps exiting: systemd restarted it 2 times" "$work/up-crash-loop.log"
   check "and the journal's reason (the missing file)" grep -qF "open /etc/kubernetes/kthw-e2e-missing.yaml: no such file" "$work/up-crash-loop.log"
@@ -368,9 +373,7 @@ done
 run_pulumi config set --path sha256.kube-apiserver "$(printf '0%.0s' {1..64})"
 for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
 kube_before=$(version_on control0 kube-apiserver)
-if run_pulumi up --yes --skip-preview >"$work/up-bad-checksum.log" 2>&1; then
-  fail "pulumi up with a wrong sha256 for kube-apiserver should fail"
-else
+if must_fail up-bad-checksum "the sha256 for kube-apiserver is wrong" up --yes --skip-preview; then
   check "a wrong sha256 for kube-apiserver fails the upgrade, naming the URL and control0" \
     grep -qF "checksum mismatch for http://$LAB_RUNNER_IP:$LAB_MIRROR_PORT/$(kube_binary kube-apiserver) on control0" "$work/up-bad-checksum.log"
   check_not "no API server left the load balancer for it" grep -qE "out-of-load-balancer +updat" "$work/up-bad-checksum.log"
@@ -431,20 +434,13 @@ check "control1 back at weight 1" wait_for "control1 back at weight 1" 90 weight
 # any resource); a preview fails the same way; after it is back, a re-run converges.
 lab/exec.sh ip route add unreachable "${LAB_IP[control2]}/32"
 run_pulumi config set --path 'schedulerExtraArgs.v' 3
-t=$SECONDS
-if run_pulumi up --yes --skip-preview >"$work/up-unreachable.log" 2>&1; then
-  fail "pulumi up with control2 unreachable should fail"
-else
-  elapsed=$((SECONDS - t))
-  check "pulumi up with control2 unreachable fails within 60s (${elapsed}s)" test "$elapsed" -lt 60
+if must_fail up-unreachable "control2 is unreachable" up --yes --skip-preview; then
+  check "pulumi up with control2 unreachable fails within 60s (${FAILED_IN}s)" test "$FAILED_IN" -lt 60
   check "the error names the unreachable host and its address, control2 (${LAB_IP[control2]})" \
     grep -qF "control2 (${LAB_IP[control2]}): " "$work/up-unreachable.log"
-  check_not "nothing was changed: no step ran before the probe failed" \
-    grep -qE "(created|updated|deleted) \(" "$work/up-unreachable.log"
+  check "nothing was changed: no step ran before the probe failed" changed_nothing "$work/up-unreachable.log"
 fi
-if run_pulumi preview >"$work/preview-unreachable.log" 2>&1; then
-  fail "a preview with control2 unreachable fails too" "$(tail -n 20 "$work/preview-unreachable.log")"
-else
+if must_fail preview-unreachable "control2 is unreachable" preview; then
   check "a preview with control2 unreachable fails too, naming control2 (${LAB_IP[control2]})" \
     grep -qF "control2 (${LAB_IP[control2]}): " "$work/preview-unreachable.log"
 fi
