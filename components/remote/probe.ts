@@ -211,16 +211,16 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  * the Kubernetes binaries, about 300 MB a node, hash about four times faster so; sha256sum, which starts about
  * 100 ms sooner on the emulated gateway, for small files, and for all where there is no openssl), one
  * `systemctl show` for every unit, addresses and kernel parameters read by bash itself (from `ip -o` and
- * /proc/sys), one `ss` for every port (each listener's unit from its /proc cgroup), one `systemctl show` for the
- * main processes of the daemons whose command lines are asked about, and a binary run only for a line its daemon
- * does not run with yet. Both tools print a line per file in the order given; a file that changes under the probe (fewer
+ * /proc/sys), one `ss` for every port (each listener's unit from its /proc cgroup), the main processes of the
+ * daemons whose command lines are asked about from the same `systemctl show` (another only for a unit not asked
+ * about), and a binary run only for a line its daemon does not run with yet. Both tools print a line per file in the order given; a file that changes under the probe (fewer
  * lines) is read again alone.
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
         `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
         `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=() argvs=()`,
-        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=()`,
+        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() mainpid=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
         `printf -v start '%(%s)T' -1`,
         // FILE...: one stat for all, each line `MODE USER:GROUP SIZE DEVICE INODE MTIME CTIME` into mode[FILE],
@@ -279,7 +279,8 @@ export function probeScript(query: ProbeQuery): string {
         `    fi`,
         `  done`,
         `}`,
-        // One systemctl for every unit: blocks of NAME=VALUE lines, a blank line between units, in the order given.
+        // One systemctl for every unit: blocks of NAME=VALUE lines, a blank line between units, in the order given;
+        // each unit's main process too, for probe_argvs.
         `probe_units() {`,
         `  local line i=0 enabled=() active=()`,
         `  ((\${#units[@]} > 0)) || return 0`,
@@ -288,8 +289,9 @@ export function probeScript(query: ProbeQuery): string {
         `      '') i=$((i + 1)) ;;`,
         `      UnitFileState=*) enabled[i]=\${line#*=} ;;`,
         `      ActiveState=*) active[i]=\${line#*=} ;;`,
+        `      MainPID=*) mainpid[\${units[i]}]=\${line#*=} ;;`,
         `    esac`,
-        `  done < <(systemctl show --property=UnitFileState,ActiveState -- "\${units[@]}" 2>/dev/null </dev/null)`,
+        `  done < <(systemctl show --property=UnitFileState,ActiveState,MainPID -- "\${units[@]}" 2>/dev/null </dev/null)`,
         `  for ((i = 0; i < \${#units[@]}; i++)); do`,
         `    printf 'unit %s %s %s\\n' "\${enabled[i]:--}" "\${active[i]:--}" "\${units[i]}"`,
         `  done`,
@@ -343,19 +345,22 @@ export function probeScript(query: ProbeQuery): string {
         `    if [[ -n \${listeners[$port]:-} ]]; then printf '%s' "\${listeners[$port]}"; else printf 'port %s free\\n' "$port"; fi`,
         `  done`,
         `}`,
-        // Each daemon's command line: \`running\` when its unit's main process has it already (one systemctl for
-        // all); else the binary parses it and prints its version (\`--version\` after it), or says what it refuses:
+        // Each daemon's command line: \`running\` when its unit's main process has it already; else the binary parses it and prints its version (\`--version\` after it), or says what it refuses:
         // the error line (cobra's \`Error: ...\`, Go's flag package's own words) and its plain version.
         `probe_argvs() {`,
-        `  local item unit bin pids=() pid i=0 names=() running=() words=() out line arch=amd64`,
+        `  local item unit bin pids=() pid i names=() running=() words=() out line arch=amd64`,
         `  ((\${#argvs[@]} > 0)) || return 0`,
         // etcd runs on arm64 only with ETCD_UNSUPPORTED_ARCH set to it, --version included.
         `  case \${HOSTTYPE:-} in aarch64 | arm64) arch=arm64 ;; esac`,
-        `  for item in "\${argvs[@]}"; do names+=("\${item%% *}"); done`,
-        `  mapfile -t pids < <(systemctl show --property=MainPID --value -- "\${names[@]}" 2>/dev/null </dev/null | grep -v '^$')`,
+        // The main processes probe_units did not read: one systemctl for those.
+        `  for item in "\${argvs[@]}"; do [[ -n \${mainpid[\${item%% *}]:-} ]] || names+=("\${item%% *}"); done`,
+        `  if ((\${#names[@]} > 0)); then`,
+        `    mapfile -t pids < <(systemctl show --property=MainPID --value -- "\${names[@]}" 2>/dev/null </dev/null | grep -v '^$')`,
+        `    for ((i = 0; i < \${#names[@]}; i++)); do mainpid[\${names[i]}]=\${pids[i]:-0}; done`,
+        `  fi`,
         `  for item in "\${argvs[@]}"; do`,
         `    read -r -a words <<<"$item"`,
-        `    unit=\${words[0]} bin=\${words[1]} pid=\${pids[i]:-0} i=$((i + 1))`,
+        `    unit=\${words[0]} bin=\${words[1]} pid=\${mainpid[\${words[0]}]:-0}`,
         `    if [ ! -x "$bin" ]; then printf 'argv %s absent\\n' "$unit"; continue; fi`,
         `    if [ "$pid" != 0 ] && mapfile -d '' -t running <"/proc/$pid/cmdline" 2>/dev/null && [ "\${running[*]}" = "\${words[*]:1}" ]; then`,
         `      printf 'argv %s running\\n' "$unit"`,

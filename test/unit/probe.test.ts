@@ -105,7 +105,7 @@ describe("the probe script", () => {
         assert.throws(() => probeQueryLines(query({ ports: [70000] })), /must be a TCP port number/);
     });
 
-    test("tries each daemon's command line with its binary: running (its process has it), ok, refused (what it said, its version), absent; one systemctl", async () => {
+    test("tries each daemon's command line with its binary: running (its process has it), ok, refused (what it said, its version), absent; one systemctl in all", async () => {
         const dir = scratch();
         const bin = path.join(dir, "bin");
         fs.mkdirSync(bin);
@@ -150,6 +150,16 @@ describe("the probe script", () => {
             });
             assert.deepEqual(fs.readFileSync(calls, "utf8").trim().split("\n"),
                 ["systemctl show --property=MainPID --value -- kube-apiserver kube-controller-manager kube-scheduler etcd kthw-none"]);
+            // A unit the probe asks about anyway: its main process comes with its states, from the one systemctl.
+            fs.rmSync(calls);
+            fs.writeFileSync(path.join(bin, "systemctl"), ["#!/bin/bash", `echo systemctl "$@" >>${calls}`,
+                `printf 'UnitFileState=enabled\\nActiveState=active\\nMainPID=${running.pid}\\n'`, ""].join("\n"), { mode: 0o755 });
+            const both = spawnSync("/bin/bash", ["-s"], { input: probeScript(query({ units: ["kube-scheduler"],
+                commandLines: [ask("kube-scheduler", scheduler, "30")] })), encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+            assert.equal(both.status, 0, both.stderr);
+            assert.deepEqual(parseProbeOutput(both.stdout).commandLines, { "kube-scheduler": { state: "running" } });
+            assert.deepEqual(fs.readFileSync(calls, "utf8").trim().split("\n"),
+                ["systemctl show --property=UnitFileState,ActiveState,MainPID -- kube-scheduler"]);
         } finally {
             running.kill();
         }
@@ -229,7 +239,7 @@ describe("the probe script", () => {
         });
         const called = fs.readFileSync(calls, "utf8").trim().split("\n");
         assert.deepEqual(called.map(c => c.split(" ")[0]).sort(), ["openssl", "sha256sum", "stat", "systemctl"]);
-        assert.equal(called.find(c => c.startsWith("systemctl")), "systemctl show --property=UnitFileState,ActiveState -- etcd kthw-none kube-apiserver");
+        assert.equal(called.find(c => c.startsWith("systemctl")), "systemctl show --property=UnitFileState,ActiveState,MainPID -- etcd kthw-none kube-apiserver");
     });
 
     test("is read-only and shellcheck-clean; what to observe is data in a quoted heredoc, never expanded", () => {
