@@ -108,12 +108,13 @@ export function portProblems(config: ClusterConfig, nodes: Machine[], facts: Pro
     }));
 }
 
-/** Each daemon's release key, its `--version` line's prefix, and the key of its extra flags. */
-const DAEMONS: Record<string, { release: "etcdVersion" | "kubernetesVersion"; pattern: string; extraArgs: string }> = {
-    "etcd": { release: "etcdVersion", pattern: "etcd Version: ", extraArgs: "etcdExtraArgs" },
-    "kube-apiserver": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "apiServerExtraArgs" },
-    "kube-controller-manager": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "controllerManagerExtraArgs" },
-    "kube-scheduler": { release: "kubernetesVersion", pattern: "Kubernetes v", extraArgs: "schedulerExtraArgs" },
+/** Each daemon's release (whose key and `--version` line it shares, RELEASES) and the key of its extra flags. */
+const [KUBERNETES, ETCD] = RELEASES;
+const DAEMONS: Record<string, { release: (typeof RELEASES)[number]; extraArgs: string }> = {
+    "etcd": { release: ETCD, extraArgs: "etcdExtraArgs" },
+    "kube-apiserver": { release: KUBERNETES, extraArgs: "apiServerExtraArgs" },
+    "kube-controller-manager": { release: KUBERNETES, extraArgs: "controllerManagerExtraArgs" },
+    "kube-scheduler": { release: KUBERNETES, extraArgs: "schedulerExtraArgs" },
 };
 
 /**
@@ -125,10 +126,11 @@ const DAEMONS: Record<string, { release: "etcdVersion" | "kubernetesVersion"; pa
 export function commandLineProblems(config: ClusterConfig, nodes: Machine[], facts: ProbedHosts): string[] {
     return nodes.flatMap(node => Object.entries(facts.get(node.name)?.commandLines ?? {}).flatMap(([unit, fact]) => {
         const daemon = DAEMONS[unit];
-        if (fact.state !== "refused" || daemon === undefined || installedRelease(fact.version, daemon.pattern) !== config[daemon.release]) {
+        const wanted = daemon && config[daemon.release.key];
+        if (fact.state !== "refused" || daemon === undefined || installedRelease(fact.version, daemon.release.pattern) !== wanted) {
             return [];
         }
-        return [`${node.name}: ${unit} ${config[daemon.release]} refuses the command line this change would restart it with ` +
+        return [`${node.name}: ${unit} ${wanted} refuses the command line this change would restart it with ` +
             `(its flags come from ${CONFIG_NAMESPACE}:${daemon.extraArgs} and ${CONFIG_NAMESPACE}:profile): ${fact.message ?? "no error line"}`];
     }));
 }
