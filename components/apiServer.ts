@@ -149,14 +149,15 @@ export class ApiServer extends pulumi.ComponentResource {
         // program that renders its scripts otherwise) is drained: out of the load balancer first (after the
         // previous node is back in, and once this node's binary and files are in place: a failed download or
         // checksum leaves it serving), back in once it answers /readyz again. The step that brings it back
-        // follows each run of the one that took it out (its output), so a failed restart that is retried, or
-        // reverted, still ends with the node back in.
+        // follows each run of the one that took it out (its output: when it ran, from bash's own clock rather than
+        // a `date` process on the gateway), so a failed restart that is retried, or reverted, still ends with the
+        // node back in.
         const restarts = withDriftRepairs(fingerprint([restartFingerprint(spec), serviceScriptsForm(spec)]), [`${name}-service`]);
         let drained!: command.local.Command;
         this.daemon = installDaemon(this, name, {
             ...spec, before: (binary, files) => [drained = changeStep(`${name}-out-of-load-balancer`, args.ssh, args.gateway, {
                 what: `take ${host.name}'s API server out of the load balancer before it restarts`,
-                lines: [...realServerWeightLines(config, host, 0), `date +%s%N`], onCreate: args.drainOnCreate,
+                lines: [...realServerWeightLines(config, host, 0), `echo "\${EPOCHREALTIME:-$(date +%s%N)}"`], onCreate: args.drainOnCreate,
             }, restarts, childOptions(this, opts.dependsOn, ...(args.rollAfter ? [args.rollAfter] : []), binary, ...files))],
         }, opts.dependsOn);
         this.drained = drained;

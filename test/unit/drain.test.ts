@@ -29,6 +29,9 @@ const fakeIpvsadm = [
     `       echo 'TCP  ${VIRTUAL} wrr'; cat "$FAKE/table" ;;`,
     "  -e) echo \"$*\" >>\"$FAKE/calls\"",
     "      real=$5 weight=$8",
+    "      [ ! -e \"$FAKE/broken\" ] || { echo 'Memory allocation problem' >&2; exit 255; }",
+    "      [ -e \"$FAKE/table\" ] || { echo 'Service not defined' >&2; exit 255; }",
+    "      grep -q \" $real \" \"$FAKE/table\" || { echo 'No such destination' >&2; exit 255; }",
     "      awk -v real=\"$real\" -v w=\"$weight\" '$2 == real {$4 = w} {print}' \"$FAKE/table\" >\"$FAKE/table.new\"",
     "      mv \"$FAKE/table.new\" \"$FAKE/table\" ;;",
     "  *) exit 2 ;;",
@@ -46,7 +49,7 @@ const fakeSsh = [
 ].join("\n") + "\n";
 const fakeSudo = "#!/usr/bin/env bash\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n";
 
-function run(text: string, table: string | undefined, stdin = ""): { status: number | null; out: string; calls: string[]; table?: string; ssh: string[] } {
+function run(text: string, table: string | undefined, stdin = "", broken = false): { status: number | null; out: string; calls: string[]; table?: string; ssh: string[] } {
     const fake = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-drain-"));
     try {
         fs.mkdirSync(path.join(fake, "bin"));
@@ -55,6 +58,9 @@ function run(text: string, table: string | undefined, stdin = ""): { status: num
         }
         if (table !== undefined) {
             fs.writeFileSync(path.join(fake, "table"), table);
+        }
+        if (broken) {
+            fs.writeFileSync(path.join(fake, "broken"), "");
         }
         const result = spawnSync("bash", ["-c", text], {
             input: stdin, encoding: "utf8",
@@ -94,9 +100,18 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
         for (const table of [line("192.168.1.12", 1), undefined]) {
             const r = run(lines(0), table);
             assert.equal(r.status, 0, r.out);
-            assert.deepEqual(r.calls, []);
+            assert.equal(r.table, table, "nothing changed");
             assert.match(r.out, /control0's API server \(192.168.1.11:6443\) is not in the load balancer: nothing to do/);
+            assert.doesNotMatch(r.out, /No such destination|Service not defined/, "the failed edit's error is not shown");
         }
+    });
+
+    test("listed, and the edit fails: the step fails with ipvsadm's error", () => {
+        const r = run(lines(0), TABLE, "", true);
+        assert.notEqual(r.status, 0, r.out);
+        assert.match(r.out, /Memory allocation problem/);
+        assert.doesNotMatch(r.out, /out of the load balancer|nothing to do/);
+        assert.deepEqual(weights(r.table), ["1", "1", "1"]);
     });
 
     test("the real servers' gate, over ssh: passes once every API server is at weight 1; else fails in time, saying what it waited for", () => {
