@@ -112,7 +112,8 @@ function listedFunction(config: ClusterConfig): string {
  * back, which changes a weight only when a check's result changes: it takes the server to 0 if a check fails
  * meanwhile, and back to 1 once one passes again. One `ipvsadm` on the gateway in the usual case (each process
  * costs about 0.1 s on the lab's emulated gateway, and a roll runs this twice a node): IPVS's table is read
- * only when the edit fails, to tell "not listed" (nothing to do) from a real error (shown, and the step fails).
+ * only when the edit fails, to tell "not listed" (nothing to do) from a real error (its message shown, the step
+ * failed).
  */
 export function realServerWeightLines(config: ClusterConfig, node: Machine, weight: 0 | 1): string[] {
     const real = `${node.address}:${config.apiPort}`;
@@ -120,12 +121,13 @@ export function realServerWeightLines(config: ClusterConfig, node: Machine, weig
     const edit = `ipvsadm -e -t ${config.vip}:${config.apiPort} -r ${shq(real)} -g -w ${weight}`;
     return [
         listedFunction(config),
-        `if ${edit} 2>/dev/null; then`,
+        `if failed=$(${edit} 2>&1); then`,
         `  echo ${shq(`${who} ${weight === 0 ? "out of" : "back in"} the load balancer: weight ${weight}`)}`,
         `elif [ -z "$(listed ${shq(real)})" ]; then`,
         `  echo ${shq(`${who} is not in the load balancer: nothing to do`)}`,
         `else`,
-        `  ${edit}`,
+        `  echo "$failed" >&2`,
+        `  exit 1`,
         `fi`,
     ];
 }

@@ -110,6 +110,7 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
         const r = run(lines(0), TABLE, "", true);
         assert.notEqual(r.status, 0, r.out);
         assert.match(r.out, /Memory allocation problem/);
+        assert.equal(r.calls.length, 1, "the edit is tried once");
         assert.doesNotMatch(r.out, /out of the load balancer|nothing to do/);
         assert.deepEqual(weights(r.table), ["1", "1", "1"]);
     });

@@ -93,7 +93,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 assert.doesNotMatch(create, /ipvsadm|\bssh\b/, `${step.name}: nothing to do on create, no session to the gateway`);
                 const update = scriptOf(plain(step, "update"));
                 assert.match(update, /^on 'gateway' '192.168.1.10' 'sudo -n bash -s' <<'KTHW_CHANGE_SCRIPT'$/m, `${step.name}: on a change, on the gateway`);
-                assert.match(update, new RegExp(`ipvsadm -e -t 192.168.1.21:6443 -r ${real} -g -w ${weight}\n`), `${step.name}: weight ${weight}`);
+                assert.match(update, new RegExp(`ipvsadm -e -t 192.168.1.21:6443 -r ${real} -g -w ${weight} 2>&1\\)`), `${step.name}: weight ${weight}`);
                 assert.equal(step.inputs.delete, undefined, `${step.name} leaves nothing behind`);
             }
             assert.match(scriptOf(plain(back, "update")), /whenever what it follows changes: [0-9a-f]{16}\n/,
@@ -115,7 +115,7 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
         assert.equal(run.outputs.apiServerDrain, "gateway", "a deployment records that it has them");
         names.forEach((n, i) => {
             for (const [where, weight] of [["out-of", 0], ["in", 1]] as const) {
-                assert.match(createOf(before, n, where), new RegExp(`^on 'gateway' [\\s\\S]*-r '192.168.1.${11 + i}:6443' -g -w ${weight}\\n`, "m"),
+                assert.match(createOf(before, n, where), new RegExp(`^on 'gateway' [\\s\\S]*-r '192.168.1.${11 + i}:6443' -g -w ${weight} 2>&1\\)`, "m"),
                     `a stack from before: ${n}'s ${where} step sets weight ${weight} when created`);
                 assert.doesNotMatch(createOf(after, n, where), /ipvsadm/, `a stack that has them: ${n}'s ${where} step does nothing when created`);
                 assert.doesNotMatch(createOf(run, n, where), /ipvsadm/, "a first install: nothing");
