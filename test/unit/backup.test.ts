@@ -5,15 +5,15 @@ import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { memberSnapshotScript, restoreUploadScript, snapshotScript } from "../../components/backup";
 import type { ProgramRun } from "./harness";
 import { byName, changed, dependsOn, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
+import { scratchDir } from "./scratch";
 
 
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-backup-"));
+const scratch = () => scratchDir("backup");
 const names = nodes(3).map(n => n.name);
 
 describe("the snapshot steps in the graph", () => {

@@ -4,11 +4,11 @@
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { CA_VALIDITY_HOURS, expiryWarnings, kubeconfigClientCert, LEAF_VALIDITY_HOURS, renderKubeconfig, RENEWAL_HOURS } from "../../components/pki";
 import { byName, changed, devConfig, runProgram } from "./program";
+import { scratchDir } from "./scratch";
 
 const DAY = 86400_000;
 const openssl = (...args: string[]) => {
@@ -21,7 +21,7 @@ const openssl = (...args: string[]) => {
  * signs a leaf with it.
  */
 function scratchCa(caDays: number, sameCaAs?: string) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-certs-"));
+    const dir = scratchDir("certs");
     const at = (file: string) => path.join(dir, file);
     if (sameCaAs !== undefined) {
         for (const file of ["ca.pem", "ca-key.pem"]) {

@@ -5,13 +5,13 @@
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { DEFAULTS } from "../../components/config";
 import { realServersGate, realServerWeightLines } from "../../components/loadBalancer";
 import { changeStepScripts } from "../../components/remote/rolling";
 import { sshGateScript } from "../../components/remote/steps";
+import { scratchDir } from "./scratch";
 
 const control0 = { name: "control0", address: "192.168.1.11" };
 const gateway = { name: "gateway", address: "192.168.1.10" };
@@ -50,30 +50,26 @@ const fakeSsh = [
 const fakeSudo = "#!/usr/bin/env bash\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n";
 
 function run(text: string, table: string | undefined, stdin = "", broken = false): { status: number | null; out: string; calls: string[]; table?: string; ssh: string[] } {
-    const fake = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-drain-"));
-    try {
-        fs.mkdirSync(path.join(fake, "bin"));
-        for (const [name, body] of [["ipvsadm", fakeIpvsadm], ["ssh", fakeSsh], ["sudo", fakeSudo]]) {
-            fs.writeFileSync(path.join(fake, "bin", name), body, { mode: 0o755 });
-        }
-        if (table !== undefined) {
-            fs.writeFileSync(path.join(fake, "table"), table);
-        }
-        if (broken) {
-            fs.writeFileSync(path.join(fake, "broken"), "");
-        }
-        const result = spawnSync("bash", ["-c", text], {
-            input: stdin, encoding: "utf8",
-            env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` },
-        });
-        const read = (file: string) => fs.existsSync(path.join(fake, file)) ? fs.readFileSync(path.join(fake, file), "utf8") : undefined;
-        return {
-            status: result.status, out: result.stdout + result.stderr,
-            calls: read("calls")?.trim().split("\n") ?? [], table: read("table"), ssh: read("ssh")?.trim().split("\n") ?? [],
-        };
-    } finally {
-        fs.rmSync(fake, { recursive: true, force: true });
+    const fake = scratchDir("drain");
+    fs.mkdirSync(path.join(fake, "bin"));
+    for (const [name, body] of [["ipvsadm", fakeIpvsadm], ["ssh", fakeSsh], ["sudo", fakeSudo]]) {
+        fs.writeFileSync(path.join(fake, "bin", name), body, { mode: 0o755 });
     }
+    if (table !== undefined) {
+        fs.writeFileSync(path.join(fake, "table"), table);
+    }
+    if (broken) {
+        fs.writeFileSync(path.join(fake, "broken"), "");
+    }
+    const result = spawnSync("bash", ["-c", text], {
+        input: stdin, encoding: "utf8",
+        env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` },
+    });
+    const read = (file: string) => fs.existsSync(path.join(fake, file)) ? fs.readFileSync(path.join(fake, file), "utf8") : undefined;
+    return {
+        status: result.status, out: result.stdout + result.stderr,
+        calls: read("calls")?.trim().split("\n") ?? [], table: read("table"), ssh: read("ssh")?.trim().split("\n") ?? [],
+    };
 }
 
 const line = (address: string, weight: number) => `  -> ${address}:6443            Route   ${weight}      3          0\n`;

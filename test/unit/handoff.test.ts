@@ -4,10 +4,10 @@
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { leaderHandoff } from "../../components/etcd";
+import { scratchDir } from "./scratch";
 
 // Members: control0 (the local one, id a0), control1 (b1, a learner when $FAKE/learner exists), control2 (c2).
 const fakeEtcdctl = [
@@ -27,27 +27,23 @@ const fakeEtcdctl = [
 ].join("\n") + "\n";
 
 function run(setup: { leader: boolean; down?: boolean; learner?: boolean }, preferred?: string): { status: number | null; moved: string[]; out: string } {
-    const fake = fs.mkdtempSync(path.join(os.tmpdir(), "kthw-handoff-"));
-    try {
-        fs.mkdirSync(path.join(fake, "bin"));
-        fs.writeFileSync(path.join(fake, "bin", "etcdctl"), fakeEtcdctl, { mode: 0o755 });
-        fs.writeFileSync(path.join(fake, "leader"), String(setup.leader));
-        if (setup.down) {
-            fs.writeFileSync(path.join(fake, "down"), "");
-        }
-        if (setup.learner) {
-            fs.writeFileSync(path.join(fake, "learner"), "");
-        }
-        const script = ["set -euo pipefail", ...leaderHandoff(preferred), "echo restart follows"].join("\n");
-        const result = spawnSync("bash", ["-c", script], {
-            env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` }, encoding: "utf8",
-        });
-        const movedFile = path.join(fake, "moved");
-        const moved = fs.existsSync(movedFile) ? fs.readFileSync(movedFile, "utf8").trim().split("\n") : [];
-        return { status: result.status, moved, out: result.stdout + result.stderr };
-    } finally {
-        fs.rmSync(fake, { recursive: true, force: true });
+    const fake = scratchDir("handoff");
+    fs.mkdirSync(path.join(fake, "bin"));
+    fs.writeFileSync(path.join(fake, "bin", "etcdctl"), fakeEtcdctl, { mode: 0o755 });
+    fs.writeFileSync(path.join(fake, "leader"), String(setup.leader));
+    if (setup.down) {
+        fs.writeFileSync(path.join(fake, "down"), "");
     }
+    if (setup.learner) {
+        fs.writeFileSync(path.join(fake, "learner"), "");
+    }
+    const script = ["set -euo pipefail", ...leaderHandoff(preferred), "echo restart follows"].join("\n");
+    const result = spawnSync("bash", ["-c", script], {
+        env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` }, encoding: "utf8",
+    });
+    const movedFile = path.join(fake, "moved");
+    const moved = fs.existsSync(movedFile) ? fs.readFileSync(movedFile, "utf8").trim().split("\n") : [];
+    return { status: result.status, moved, out: result.stdout + result.stderr };
 }
 
 describe("etcd's leader handoff, run against a fake etcdctl", () => {

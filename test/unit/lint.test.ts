@@ -2,17 +2,17 @@
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { test } from "node:test";
 import { byType, devConfig, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
+import { scratchDir } from "./scratch";
 
 // Both profiles: the hardened one adds steps (etcd's user) and unit lines (User=, ExecStartPre=+...).
 const runs = [runProgram(devConfig({ nodes: nodes(3) })), runProgram(devConfig({ nodes: nodes(3), profile: "hardened" }))];
 const commands = runs.flatMap((run, i) => [...byType(run, REMOTE), ...byType(run, LOCAL)].map(r => ({ ...r, name: `${r.name}.${i}` })));
 
 test("every generated script passes shellcheck", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-scripts-"));
+    const dir = scratchDir("scripts");
     const files: string[] = [];
     for (const r of commands) {
         for (const key of ["create", "update", "delete"]) {
@@ -34,7 +34,7 @@ test("every generated script passes shellcheck", () => {
 });
 
 test("every unit file passes systemd-analyze verify", () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-units-"));
+    const root = scratchDir("units");
     // A root with the system's own units and a stub for each program the units run.
     fs.mkdirSync(path.join(root, "usr/lib/systemd"), { recursive: true });
     fs.cpSync("/usr/lib/systemd/system", path.join(root, "usr/lib/systemd/system"), { recursive: true });

@@ -18,8 +18,9 @@ import {
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
 import { commandLineProblems, installedRelease, portProblems, skewAllowed, versionSkewProblems } from "../../components/preflight";
+import { scratchDir } from "./scratch";
 
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-probe-"));
+const scratch = () => scratchDir("probe");
 const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
 const query = (q: Partial<ProbeQuery>): ProbeQuery => ({ ...emptyQuery(), ...q });
 

@@ -4,7 +4,6 @@
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { renderApiServerUnit } from "../../components/apiServer";
@@ -18,6 +17,7 @@ import {
 import { renderSchedulerConfig, renderSchedulerUnit } from "../../components/scheduler";
 import { byName, byType, devConfig, plain, REMOTE, reveal, runProgram, scriptOf } from "./program";
 import { parseUnit } from "./seed";
+import { scratchDir } from "./scratch";
 
 const HARDENED = { ...DEFAULTS, profile: "hardened" as const };
 const control0 = DEFAULTS.nodes[0];
@@ -199,7 +199,7 @@ describe("a hardened stack under mocks", () => {
 const canUnshare = process.getuid?.() === 0 && spawnSync("unshare", ["-m", "true"]).status === 0;
 test("the etcd user step creates the user and group once, and its delete removes only what it created",
     { skip: canUnshare ? false : "needs root and unshare -m" }, () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-user-"));
+        const dir = scratchDir("user");
         const steps = systemUserScripts("kthwtest", "/nonexistent", [path.join(dir, "data")]);
         fs.writeFileSync(path.join(dir, "create.sh"), steps.create);
         fs.writeFileSync(path.join(dir, "delete.sh"), steps.delete!);
@@ -226,7 +226,6 @@ test("the etcd user step creates the user and group once, and its delete removes
             `getent passwd kthwtest >/dev/null && echo kept`,
         ].join("\n");
         const result = spawnSync("unshare", ["-m", "bash", "-c", inNamespace], { encoding: "utf8" });
-        fs.rmSync(dir, { recursive: true, force: true });
         assert.equal(result.status, 0, result.stderr);
         assert.deepEqual(result.stdout.trim().split("\n"), [CREATED_USER, "group", "no-user", "no-group", "root:root", "0", "kept"]);
         assert.equal(spawnSync("getent", ["passwd", "kthwtest"]).status, 2, "the host's /etc never saw the user");

@@ -1,8 +1,8 @@
 // Helpers for tests: run the program under mocks in a child process and query what it registered.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { scratchDir } from "./scratch";
 import type { ProbeSetup, ProgramRun, Registration } from "./harness";
 
 export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -10,7 +10,7 @@ export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 /** A throwaway SSH key file: its content is a marker the secret checks look for. */
 export const SSH_KEY_MARKER = "MOCK-SSH-PRIVATE-KEY-MATERIAL";
 export function sshKeyFile(): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-key-"));
+    const dir = scratchDir("key");
     const file = path.join(dir, "id_ed25519");
     // Not a key: a PEM-shaped marker (the armour is built, so no key-shaped text sits in the repo).
     const armour = (edge: string) => `-----${edge} OPENSSH ${"PRIVATE"} KEY-----`;
@@ -29,7 +29,7 @@ export interface RunOptions {
 /** Runs index.ts with the given config (keys without namespace) and returns what it registered. */
 export function runProgram(config: Record<string, unknown>, options: RunOptions = {}): ProgramRun & { stderr: string } {
     const harness = path.join(__dirname, "harness.js");
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-run-"));
+    const dir = scratchDir("run");
     const result = path.join(dir, "run.json");
     // A program that fails leaves the runtime's promises pending, and the runtime then exits non-zero:
     // the result file, written before that, is what counts.

@@ -4,15 +4,15 @@ import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { test } from "node:test";
 import { versionSkewCheck } from "../../components/preflight";
 import { daemonServiceSpec, DaemonSpec, serviceScriptsForm } from "../../components/remote/daemon";
 import { Host } from "../../components/remote/host";
 import { binaryScripts, fileScripts, serviceScripts } from "../../components/remote/steps";
+import { scratchDir } from "./scratch";
 
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "kcp-steps-"));
+const scratch = () => scratchDir("steps");
 function bash(script: string, stdin = ""): { status: number | null; stderr: string } {
     const result = spawnSync("bash", ["-c", script], { input: stdin, encoding: "utf8" });
     return { status: result.status, stderr: result.stderr };
