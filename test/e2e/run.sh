@@ -195,10 +195,12 @@ drift_test
 # raft_term: control0's raft term, empty when its etcd does not answer (a failed change).
 raft_term() { { etcdctl_on control0 endpoint status 2>/dev/null || true; } | awk -F', ' '{print $7}'; }
 rolled_up() {
-  local name=$1 what=$2 t=$SECONDS took term_before term_after elections etcd_restarts others
+  local name=$1 what=$2 t took term_before term_after elections etcd_restarts others
   for n in "${LAB_NODES[@]}"; do start_times "$n" >"$work/starts-before.$n"; done
   term_before=$(raft_term)
   traffic_start "$name"
+  # The up's own time: the samples before it and the loop's start are not part of it.
+  t=$SECONDS
   if run_pulumi up --yes --skip-preview >"$work/up-$name.log" 2>&1; then took=$((SECONDS - t)); pass "pulumi up: $what (${took}s)"; else
     took=$((SECONDS - t))
     fail "pulumi up: $what"
