@@ -2,9 +2,8 @@
 # Sourced by test/e2e/run.sh and scripts/bench.sh, with lab/lib.sh sourced and $work set: what clients see
 # while a change rolls out.
 #   traffic_start NAME   in the background, until traffic_stop (and for TRAFFIC_MAX_SECONDS at most):
-#                        - real API requests through the VIP, 5 a second at most, each on a new connection: an
-#                          authenticated list of kube-system's configmaps, a quorum read that reaches etcd,
-#                          answered 200;
+#                        - a real API request through the VIP every 0.2 s (5/s at most): an authenticated
+#                          list of kube-system's configmaps, a quorum read that reaches etcd, answered 200;
 #                        - once a second, through one SSH session per host, which etcd members are not
 #                          active and how many of the load balancer's real servers are not at weight 1.
 #                        It returns once both run: the first request answered, each host's first sample taken
@@ -39,18 +38,30 @@ traffic_credentials() {
 traffic_start() {
   local name=$1
   traffic_credentials
-  rm -rf "$work/traffic-$name".*
-  # The request loop: one curl inside the lab's network namespace, where `kubernetes` resolves to the VIP, for
-  # every request (a process per request, curl's start and OpenSSL's, cost a fifth of a core here): at most 5
-  # a second, each on a connection of its own (HTTP/1.1 and `Connection: close`: IPVS schedules every request
-  # anew; curl's num_connects is 1 for each), TRAFFIC_MAX_SECONDS worth of them at most, then it ends by itself;
-  # traffic_stop ends it sooner. For each request in turn, a line "HTTP-CODE" on its stderr after curl's own
-  # error line if any (stderr, unbuffered: nothing is lost when it is stopped); the bodies apart, for the failed.
-  lab/exec.sh curl -sS --http1.1 -H "Connection: close" --rate 5/s --max-time 5 \
-    --cacert "$work/ca.pem" --cert "$work/admin.crt" --key "$work/admin.key" \
-    --create-dirs -o "$work/traffic-$name.bodies/#1" -w '%{stderr}%{http_code}\n' \
-    "https://kubernetes:6443/api/v1/namespaces/kube-system/configmaps?limit=1&request=[1-$((TRAFFIC_MAX_SECONDS * 5))]" \
-    2>"$work/traffic-$name.results" &
+  rm -f "$work/traffic-$name".*
+  # The request loop runs inside the lab's network namespace, where `kubernetes` resolves to the VIP: a curl
+  # process per request, so that each request is a new connection that the client closes (one curl for all,
+  # with HTTP/1.1 and `Connection: close`, was cheaper, but the server then closed first and the client reused
+  # its ports at once: 2 of 299 requests were refused in a Kubernetes upgrade, new connections on ports whose
+  # IPVS entries still pointed at a drained server that had stopped; see docs/performance.md).
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  lab/exec.sh bash -c '
+    set -u
+    w=$1 name=$2 max=$3 sent=0 failed=0 deadline=$((SECONDS + max))
+    url="https://kubernetes:6443/api/v1/namespaces/kube-system/configmaps?limit=1"
+    while [[ ! -e $w/traffic-$name.stop ]] && ((SECONDS < deadline)); do
+      sent=$((sent + 1))
+      code=$(curl -sS -o "$w/traffic-$name.body" -w "%{http_code}" --max-time 5 --cacert "$w/ca.pem" \
+        --cert "$w/admin.crt" --key "$w/admin.key" "$url" 2>>"$w/traffic-$name.errors") || true
+      if [[ $code != 200 ]]; then
+        failed=$((failed + 1))
+        printf "%(%H:%M:%S)T request %s: HTTP %s %s\n" -1 "$sent" "$code" \
+          "$(head -c 400 "$w/traffic-$name.body" 2>/dev/null | tr -s "\n" " ")" >>"$w/traffic-$name.errors"
+      fi
+      ((sent > 1)) || : >"$w/traffic-$name.first"
+      sleep 0.2
+    done
+    echo "$sent $failed" >"$w/traffic-$name.requests"' traffic "$work" "$name" "$TRAFFIC_MAX_SECONDS" &
   TRAFFIC_PIDS=($!)
   # The sampling: one SSH session per host for the whole change, each printing a line a second (not a login
   # per sample, which on the emulated gateway cost a third of a core, taken from the change it measures).
@@ -82,7 +93,7 @@ traffic_started() {
   echo "traffic $name: waiting up to ${TRAFFIC_START_SECONDS}s for the request loop's first answer and a first sample from $*" >&2
   while :; do
     missing=()
-    grep -qsxE '[0-9]{3}' "$work/traffic-$name.results" || missing+=("the request loop's first answer")
+    [[ -e $work/traffic-$name.first ]] || missing+=("the request loop's first answer")
     for host in "$@"; do [[ -s $work/traffic-$name.watch.$host ]] || missing+=("$host's first sample"); done
     ((${#missing[@]} > 0)) || return 0
     if ((SECONDS >= deadline)); then
@@ -115,36 +126,13 @@ traffic_most_down() {
   TRAFFIC_ETCD_DOWN=${TRAFFIC_ETCD_DOWN:-99} TRAFFIC_LB_DOWN=${TRAFFIC_LB_DOWN:-99}
 }
 
-# traffic_tally NAME: from the request loop's results, TRAFFIC_SENT and TRAFFIC_FAILED (a request cut short by
-# traffic_stop has no line and counts as neither), $work/traffic-NAME.errors (for each failed request, curl's
-# error line if any, then "HH:MM:SS request N: HTTP CODE" and the start of the body; the time is the body's) and
-# TRAFFIC_ETCD_RESTART, the failures passed on from etcd among them.
-traffic_tally() {
-  local name=$1 n code line error=""
-  local bodies=$work/traffic-$name.bodies
-  TRAFFIC_SENT=0 TRAFFIC_FAILED=0
-  : >"$work/traffic-$name.errors"
-  while IFS= read -r line; do
-    if [[ ! $line =~ ^[0-9]{3}$ ]]; then error+=$line$'\n'; continue; fi
-    n=$((TRAFFIC_SENT + 1)) code=$line TRAFFIC_SENT=$n
-    if [[ $code != 200 ]]; then
-      TRAFFIC_FAILED=$((TRAFFIC_FAILED + 1))
-      printf '%s%s request %s: HTTP %s %s\n' "$error" "$(date -r "$bodies/$n" +%H:%M:%S 2>/dev/null || echo "--:--:--")" "$n" "$code" \
-        "$(head -c 400 "$bodies/$n" 2>/dev/null | tr -s '\n' ' ')" >>"$work/traffic-$name.errors"
-    fi
-    error=""
-  done <"$work/traffic-$name.results"
-  rm -rf "$bodies"
-  TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing)|rpc error: code = Unknown desc = malformed header: missing HTTP content-type)"' \
-    "$work/traffic-$name.errors" || true)
-}
-
 traffic_stop() {
   local name=$1
   : >"$work/traffic-$name.stop"
-  kill "${TRAFFIC_PIDS[0]}" 2>/dev/null || true
   wait "${TRAFFIC_PIDS[@]}" || true
-  traffic_tally "$name"
+  read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
   traffic_most_down "$name"
+  TRAFFIC_ETCD_RESTART=$(grep -cE 'HTTP 500 .*"message": "(etcdserver: leader changed|rpc error: code = (Internal|Unavailable) desc = (server closed the stream without sending trailers|transport is closing)|rpc error: code = Unknown desc = malformed header: missing HTTP content-type)"' \
+    "$work/traffic-$name.errors" || true)
   export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_RESTART TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }
