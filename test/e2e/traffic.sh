@@ -40,10 +40,10 @@ traffic_start() {
   traffic_credentials
   rm -f "$work/traffic-$name".*
   # The request loop runs inside the lab's network namespace, where `kubernetes` resolves to the VIP: a curl
-  # process per request, so that each request is a new connection that the client closes (one curl for all,
-  # with HTTP/1.1 and `Connection: close`, was cheaper, but the server then closed first and the client reused
-  # its ports at once: 2 of 299 requests were refused in a Kubernetes upgrade, new connections on ports whose
-  # IPVS entries still pointed at a drained server that had stopped; see docs/performance.md).
+  # process per request, so that each request is a new connection that the client closes. One curl for all,
+  # with HTTP/1.1 and `Connection: close`, was cheaper, but the server then closed first: IPVS, which sees only
+  # the client's packets, counted hundreds of connections as active, and a few requests were refused while a
+  # drained API server was stopped (docs/performance.md).
   # shellcheck disable=SC2016 # expanded by the inner bash
   lab/exec.sh bash -c '
     set -u
