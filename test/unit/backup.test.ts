@@ -10,7 +10,7 @@ import { describe, test } from "node:test";
 import { memberSnapshotScript, restoreUploadScript, snapshotScript } from "../../components/backup";
 import type { ProgramRun } from "./harness";
 import { byName, changed, dependsOn, byType, devConfig, isSecret, LOCAL, nodes, plain, REMOTE, reveal, runProgram, scriptOf, SSH_KEY_MARKER } from "./program";
-import { scratchDir } from "./scratch";
+import { fakeEnv, fakePrograms, scratchDir } from "./scratch";
 
 
 const scratch = () => scratchDir("backup");
@@ -212,10 +212,8 @@ describe("the local snapshot script, run for real against a fake ssh", () => {
     ].join("\n") + "\n";
 
     function setup(modes: Record<string, string>) {
-        const fake = scratch();
-        fs.mkdirSync(path.join(fake, "bin"));
+        const fake = fakePrograms("backup", { ssh: fakeSsh });
         fs.mkdirSync(path.join(fake, "tmp"));
-        fs.writeFileSync(path.join(fake, "bin", "ssh"), fakeSsh, { mode: 0o755 });
         fs.writeFileSync(path.join(fake, "snapshot.db"), crypto.randomBytes(20000));
         for (const [host, mode] of Object.entries(modes)) {
             fs.writeFileSync(path.join(fake, `${host}.mode`), mode);
@@ -229,7 +227,7 @@ describe("the local snapshot script, run for real against a fake ssh", () => {
         });
         const result = spawnSync("bash", ["-c", text], {
             input: SSH_KEY, encoding: "utf8",
-            env: { ...process.env, PATH: `${fake}/bin:${process.env.PATH}`, TMPDIR: path.join(fake, "tmp"), FAKE: fake },
+            env: { ...fakeEnv(fake), TMPDIR: path.join(fake, "tmp") },
         });
         return { ...result, dir: path.join(backupDir, "lab") };
     }

@@ -11,7 +11,7 @@ import { DEFAULTS } from "../../components/config";
 import { realServersGate, realServerWeightLines } from "../../components/loadBalancer";
 import { changeStepScripts } from "../../components/remote/rolling";
 import { sshGateScript } from "../../components/remote/steps";
-import { scratchDir } from "./scratch";
+import { fakeEnv, fakePrograms } from "./scratch";
 
 const control0 = { name: "control0", address: "192.168.1.11" };
 const gateway = { name: "gateway", address: "192.168.1.10" };
@@ -50,11 +50,7 @@ const fakeSsh = [
 const fakeSudo = "#!/usr/bin/env bash\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n";
 
 function run(text: string, table: string | undefined, stdin = "", broken = false): { status: number | null; out: string; calls: string[]; table?: string; ssh: string[] } {
-    const fake = scratchDir("drain");
-    fs.mkdirSync(path.join(fake, "bin"));
-    for (const [name, body] of [["ipvsadm", fakeIpvsadm], ["ssh", fakeSsh], ["sudo", fakeSudo]]) {
-        fs.writeFileSync(path.join(fake, "bin", name), body, { mode: 0o755 });
-    }
+    const fake = fakePrograms("drain", { ipvsadm: fakeIpvsadm, ssh: fakeSsh, sudo: fakeSudo });
     if (table !== undefined) {
         fs.writeFileSync(path.join(fake, "table"), table);
     }
@@ -63,7 +59,7 @@ function run(text: string, table: string | undefined, stdin = "", broken = false
     }
     const result = spawnSync("bash", ["-c", text], {
         input: stdin, encoding: "utf8",
-        env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` },
+        env: fakeEnv(fake),
     });
     const read = (file: string) => fs.existsSync(path.join(fake, file)) ? fs.readFileSync(path.join(fake, file), "utf8") : undefined;
     return {

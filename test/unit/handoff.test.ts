@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { leaderHandoff } from "../../components/etcd";
-import { scratchDir } from "./scratch";
+import { fakeEnv, fakePrograms } from "./scratch";
 
 // Members: control0 (the local one, id a0), control1 (b1, a learner when $FAKE/learner exists), control2 (c2).
 const fakeEtcdctl = [
@@ -27,9 +27,7 @@ const fakeEtcdctl = [
 ].join("\n") + "\n";
 
 function run(setup: { leader: boolean; down?: boolean; learner?: boolean }, preferred?: string): { status: number | null; moved: string[]; out: string } {
-    const fake = scratchDir("handoff");
-    fs.mkdirSync(path.join(fake, "bin"));
-    fs.writeFileSync(path.join(fake, "bin", "etcdctl"), fakeEtcdctl, { mode: 0o755 });
+    const fake = fakePrograms("handoff", { etcdctl: fakeEtcdctl });
     fs.writeFileSync(path.join(fake, "leader"), String(setup.leader));
     if (setup.down) {
         fs.writeFileSync(path.join(fake, "down"), "");
@@ -39,7 +37,7 @@ function run(setup: { leader: boolean; down?: boolean; learner?: boolean }, pref
     }
     const script = ["set -euo pipefail", ...leaderHandoff(preferred), "echo restart follows"].join("\n");
     const result = spawnSync("bash", ["-c", script], {
-        env: { ...process.env, FAKE: fake, PATH: `${path.join(fake, "bin")}:${process.env.PATH}` }, encoding: "utf8",
+        env: fakeEnv(fake), encoding: "utf8",
     });
     const movedFile = path.join(fake, "moved");
     const moved = fs.existsSync(movedFile) ? fs.readFileSync(movedFile, "utf8").trim().split("\n") : [];

@@ -15,3 +15,18 @@ export function scratchDir(what: string): string {
     }
     return fs.mkdtempSync(path.join(root, `${what}-`));
 }
+
+/** A scratch directory with fake programs in its bin/, by name: each one's script, executable. */
+export function fakePrograms(what: string, programs: Record<string, string>): string {
+    const dir = scratchDir(what);
+    fs.mkdirSync(path.join(dir, "bin"));
+    for (const [name, body] of Object.entries(programs)) {
+        fs.writeFileSync(path.join(dir, "bin", name), body, { mode: 0o755 });
+    }
+    return dir;
+}
+
+/** The environment that runs `fakePrograms`' programs before the real ones, with FAKE, where they keep state. */
+export function fakeEnv(dir: string): NodeJS.ProcessEnv {
+    return { ...process.env, FAKE: dir, PATH: `${path.join(dir, "bin")}:${process.env.PATH}` };
+}
