@@ -94,7 +94,10 @@ export function controlPlanePorts(config: ClusterConfig): ControlPlanePort[] {
     ];
 }
 
-const holder = (l: Listener) => `${l.process} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ""})`;
+// A listener \`ss\` names no process for (one the kernel holds, or one that stayed after its process while the
+// probe read it again for 2 s) is said so, not as \`- (pid -)\`.
+const holder = (l: Listener) => l.pid === "-" ? "a listening socket no process holds"
+    : `${l.process} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ""})`;
 
 /**
  * Every port of `controlPlanePorts` that something other than its own unit listens on, one line per node and

@@ -18,7 +18,7 @@ import {
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
 import { commandLineProblems, installedRelease, portProblems, skewAllowed, versionSkewProblems } from "../../components/preflight";
-import { scratchDir } from "./scratch";
+import { fakeEnv, fakePrograms, scratchDir } from "./scratch";
 
 const scratch = () => scratchDir("probe");
 const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
@@ -92,6 +92,29 @@ describe("the probe script", () => {
             first.close();
             second.close();
         }
+    });
+
+    test("reads ss again while a port asked about has a listener no process holds (a daemon exiting), at most 2 s", () => {
+        // A fake ss: the controller manager's port without its process for the first ORPHANED calls, then with
+        // it; a port nobody asked about stays without a process throughout and is never waited for.
+        const dir = fakePrograms("probe-ss", {
+            ss: ["#!/bin/bash", "n=$(($(cat \"$FAKE/calls\" 2>/dev/null || echo 0) + 1)); echo \"$n\" >\"$FAKE/calls\"",
+                "echo 'LISTEN 0 4096 *:9999 *:*'",
+                "if ((n <= ORPHANED)); then echo 'LISTEN 0 4096 *:10257 *:*'",
+                "else echo 'LISTEN 0 4096 *:10257 *:* users:((\"kube-controller\",pid=4242,fd=3))'; fi", ""].join("\n"),
+        });
+        const run = (orphaned: number, ports: number[]) => {
+            fs.rmSync(path.join(dir, "calls"), { force: true });
+            const out = spawnSync("bash", ["-s"], { input: probeScript(query({ ports })), encoding: "utf8",
+                env: { ...fakeEnv(dir), ORPHANED: String(orphaned) } });
+            assert.equal(out.status, 0, out.stderr);
+            return { ports: parseProbeOutput(out.stdout).ports, calls: Number(fs.readFileSync(path.join(dir, "calls"), "utf8")) };
+        };
+        const exiting = run(3, [10257]);
+        assert.deepEqual(exiting, { ports: { "10257": [{ pid: "4242", unit: undefined, process: "kube-controller" }] }, calls: 4 });
+        const stays = run(1000, [10257]);
+        assert.deepEqual(stays, { ports: { "10257": [{ pid: "-", unit: undefined, process: "-" }] }, calls: 21 });
+        assert.deepEqual(run(1000, [2380]), { ports: { "2380": [] }, calls: 1 }, "listeners of ports not asked about are not waited for");
     });
 
     test("parses port lines: free, one listener or more, unknown; refuses a malformed one", () => {
@@ -618,9 +641,11 @@ describe("the control plane's ports from the probe", () => {
             "8443": [{ pid: "9", unit: "haproxy.service", process: "haproxy" }, { pid: "10", process: "socat" }],
             "2379": [{ pid: "11", unit: "kube-apiserver.service", process: "kube-apiserver" }],
             "6443": [{ pid: "12", unit: "haproxy.service", process: "haproxy" }],
+            "10259": [{ pid: "-", process: "-" }],
         })), [
             "control0: port 2379 (etcd's client port) is in use by kube-apiserver (pid 11, kube-apiserver.service), not etcd.service: stop it, or move it to another port",
             "control0: port 8443 (the API server's port (control-plane:apiPort)) is in use by haproxy (pid 9, haproxy.service), socat (pid 10), not kube-apiserver.service: stop it, or move it to another port",
+            "control0: port 10259 (the scheduler's port) is in use by a listening socket no process holds, not kube-scheduler.service: stop it, or move it to another port",
         ]);
     });
 });
