@@ -31,11 +31,17 @@ _test_line() {
     printf '%s\n' "$*"
   fi
 }
-# _test_details TEXT...: the lines of each TEXT (its last 40) indented under the result.
+# _test_details TEXT...: the lines of each TEXT (its last 40) indented under the result. A longer TEXT shows
+# its first error lines (and the 4 after each) before that: a failed pulumi run ends with its outputs, and its
+# error (what a CI log must say) comes before them.
 _test_details() {
   local _t_d
   for _t_d in "$@"; do
-    [[ -z $_t_d ]] || printf '%s\n' "$_t_d" | tail -n 40 | sed 's/^/    /' | _test_out
+    [[ -n $_t_d ]] || continue
+    if (($(printf '%s\n' "$_t_d" | wc -l) > 40)); then
+      { printf '%s\n' "$_t_d" | grep -m 5 -A 4 -iE '(^|[^[:alnum:]])error' || true; echo "..."; } | sed 's/^/    /' | _test_out
+    fi
+    printf '%s\n' "$_t_d" | tail -n 40 | sed 's/^/    /' | _test_out
   done
 }
 

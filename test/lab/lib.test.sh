@@ -44,4 +44,18 @@ EOF_TEST
 check "test/lib.sh: a daemon started in a check does not hold the test's output open" \
   timeout 10 bash -c 'bash "$1" "$2" 2>&1 | cat >/dev/null' _ "$tmp/starts-a-daemon.sh" "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
+# test/lib.sh's failure details: a long output (a failed pulumi run: its error, then pages of outputs) shows
+# its error line and the lines after it, not only its last 40.
+cat >"$tmp/fails-long.sh" <<'EOF_TEST'
+source "$1"
+check "a pulumi run that fails" bash -c 'echo "Diagnostics:"; echo "    error: refused by the preflight checks:"; echo "      - control0: port 10257"; seq 100; exit 1'
+test_done
+EOF_TEST
+details=$(bash "$tmp/fails-long.sh" "$(dirname "${BASH_SOURCE[0]}")/../lib.sh" 2>&1 || true)
+check "test/lib.sh: a long failed output shows its error line and the line after it" \
+  awk '/FAIL: a pulumi run that fails/ { getline e; getline d; ok = e ~ /^ +error: refused/ && d ~ /^ +- control0: port 10257$/ }
+    END { exit !ok }' <<<"$details"
+check "test/lib.sh: ... and its last lines" grep -qE '^ +100$' <<<"$details"
+check_not "test/lib.sh: ... not the lines between" grep -qE '^ +30$' <<<"$details"
+
 test_done
