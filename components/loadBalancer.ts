@@ -28,6 +28,30 @@ const LWP_CA_VARIABLE = "PERL_LWP_SSL_CA_FILE";
 export const SUBSYS_TMPFILES = "/etc/tmpfiles.d/ldirectord-subsys.conf";
 export const VIP_UNIT = "kubernetes-vip";
 
+/**
+ * The gateway's IPVS settings, and the file that loads IPVS's module at boot (systemd-modules-load runs before
+ * systemd-sysctl, which then finds the settings' keys).
+ */
+export const IPVS_SYSCTL_FILE = "/etc/sysctl.d/50-kubernetes-ipvs.conf";
+export const IPVS_MODULES_FILE = "/etc/modules-load.d/kubernetes-ipvs.conf";
+
+/**
+ * A new connection whose client address and port match an old IPVS entry (a client port used again while the
+ * entry lives: 15 minutes for one IPVS saw no end of, which in direct routing is any the server ended) is
+ * scheduled afresh when that entry's real server is at weight 0, as a drained API server is, instead of being
+ * sent to it as it restarts (refused). Connections in flight to a drained server go on. kube-proxy's IPVS mode
+ * sets it too.
+ */
+export const IPVS_SYSCTLS: [string, string][] = [["net.ipv4.vs.expire_nodest_conn", "1"]];
+
+/** /etc/sysctl.d/50-kubernetes-ipvs.conf on the gateway. */
+export function renderIpvsSysctl(): string {
+    return [
+        "# A new connection is never sent to a drained (weight 0) API server by an old IPVS entry of its client port.",
+        ...IPVS_SYSCTLS.map(([key, value]) => `${key} = ${value}`),
+    ].join("\n") + "\n";
+}
+
 /** The seed's ARP settings: never answer or announce the VIP from a control node. */
 export const ARP_SYSCTLS: [string, string][] = [["net.ipv4.conf.all.arp_announce", "2"], ["net.ipv4.conf.all.arp_ignore", "1"]];
 
@@ -240,6 +264,15 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
             { unitName: VIP_UNIT, ownsUnitFile: true, onChange: "restart",
                 holds: { addresses: [{ device: config.nic, address: config.vip }] } },
             fingerprint([gatewayUnit]), gatewayUnit, gatewayStep);
+        // IPVS's module loaded at boot, so that systemd-sysctl applies its settings; applied now by the file's step.
+        remoteFile(`${name}-ipvs-module`, gateway, { path: IPVS_MODULES_FILE, mode: "0644" }, "ip_vs\n", gatewayStep);
+        remoteFile(`${name}-ipvs-sysctl`, gateway, {
+            path: IPVS_SYSCTL_FILE, mode: "0644",
+            afterWrite: ["[ -d /proc/sys/net/ipv4/vs ] || modprobe ip_vs", `sysctl -q -p ${IPVS_SYSCTL_FILE}`],
+            // Back to the kernel's defaults (the module stays: ldirectord's ipvsadm loads it anyway).
+            afterRemove: ["[ ! -d /proc/sys/net/ipv4/vs ] || sysctl -q -w net.ipv4.vs.expire_nodest_conn=0"],
+            holds: { sysctls: IPVS_SYSCTLS },
+        }, renderIpvsSysctl(), gatewayStep);
         const ldirectordCa = remoteFile(`${name}-ldirectord-ca`, gateway, { path: LDIRECTORD_CA_FILE, mode: "0644" },
             pki.caCert, gatewayStep);
         const dropIn = renderLdirectordDropIn();

@@ -32,6 +32,8 @@ export interface FileSpec {
     afterWrite?: string[];
     /** Commands run after the file is removed. */
     afterRemove?: string[];
+    /** What the file's `afterWrite` makes the host hold (a sysctl file's values): compared with the host too. */
+    holds?: HeldState;
     /**
      * The file may already be there (a package's config file): keep the original beside it on the first
      * write and put it back on delete, instead of removing it.
@@ -81,7 +83,16 @@ const ROOT = "root:root";
 
 /** A file step's file: its content's sha256, its mode, its owner (root's unless given: the step writes it as root). */
 export function fileExpectations(spec: FileSpec, content: pulumi.Input<string>): Expectation<pulumi.Input<string>>[] {
-    return [{ kind: "file", path: spec.path, sha256: contentSha256(content), mode: spec.mode, owner: spec.owner ?? ROOT }];
+    return [{ kind: "file", path: spec.path, sha256: contentSha256(content), mode: spec.mode, owner: spec.owner ?? ROOT },
+        ...heldExpectations(spec.holds)];
+}
+
+/** What a step holds on its host while it is installed (addresses, kernel parameters), as expectations. */
+function heldExpectations(holds: HeldState | undefined): Expectation<pulumi.Input<string>>[] {
+    return [
+        ...(holds?.addresses ?? []).map(a => ({ kind: "address" as const, device: a.device, address: a.address })),
+        ...(holds?.sysctls ?? []).map(([key, value]) => ({ kind: "sysctl" as const, key, value })),
+    ];
 }
 
 export interface BinarySpec {
@@ -268,8 +279,7 @@ export function serviceExpectations(spec: Omit<ServiceSpec, "fingerprint">,
                 mode: spec.unitFileMode ?? "0644", owner: ROOT }]
             : []),
         { kind: "unit", name: spec.unitName },
-        ...(spec.holds?.addresses ?? []).map(a => ({ kind: "address" as const, device: a.device, address: a.address })),
-        ...(spec.holds?.sysctls ?? []).map(([key, value]) => ({ kind: "sysctl" as const, key, value })),
+        ...heldExpectations(spec.holds),
     ];
 }
 

@@ -71,7 +71,7 @@ snapshot() {
     systemctl list-unit-files --no-legend --no-pager | sort
     ip -o addr show | awk "{print \$2, \$4}" | sort
     sysctl net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce
-    if command -v ipvsadm >/dev/null; then sudo ipvsadm -Ln; fi'
+    if command -v ipvsadm >/dev/null; then sudo ipvsadm -Ln; sysctl net.ipv4.vs.expire_nodest_conn; fi'
 }
 # restarted_as_expected HOST "UNIT...": between the two start_times snapshots every UNIT started anew, and
 # no other unit did but on its own: a leader controller manager or scheduler whose local API server restarts
@@ -165,6 +165,11 @@ check "controller manager and scheduler hold their leases ($leases)" \
 # fails while it stops, is away and comes back (test/e2e/traffic.sh's loop, started before the stop).
 check "ipvsadm -Ln: one real server per control node, weight 1" \
   wait_for "all real servers at weight 1" 60 all_at_weight_one
+# A client port used again while IPVS still lists its old connection to a drained API server gets a server at
+# weight 1 (README: Day 2), now and after a reboot (ip_vs loaded at boot, before systemd-sysctl).
+check_eq "gateway: net.ipv4.vs.expire_nodest_conn = 1" "1" on gateway cat /proc/sys/net/ipv4/vs/expire_nodest_conn
+check_eq "gateway: ip_vs loaded at boot (/etc/modules-load.d/kubernetes-ipvs.conf)" "ip_vs" \
+  on gateway cat /etc/modules-load.d/kubernetes-ipvs.conf
 traffic_start stopped-by-hand
 sleep 2
 on control0 sudo systemctl stop kube-apiserver

@@ -20,10 +20,11 @@ function handEdited(inSync: Record<string, HostFacts>): Record<string, HostFacts
     hosts.control2.files["/var/lib/kubernetes/kubernetes-key.pem"].mode = "644";
     hosts.control0.files["/usr/local/bin/kube-scheduler"].sha256 = SHA_OF_ANOTHER_BINARY;
     hosts.control2.units["kube-scheduler"] = { enabled: "disabled", active: "inactive" };
+    hosts.gateway.sysctls["net.ipv4.vs.expire_nodest_conn"] = "0"; // sysctl -w by hand: the file is as it was
     return hosts;
 }
 const DRIFTED = ["kube-apiserver-control1-service", "api-load-balancer-control1-arp-sysctl", "kube-apiserver-control2-key",
-    "kube-scheduler-control0-binary", "kube-scheduler-control2-service"].sort();
+    "kube-scheduler-control0-binary", "kube-scheduler-control2-service", "api-load-balancer-ipvs-sysctl"].sort();
 /** Every step an up with those hand edits runs: the drifted ones, and the drain around the API server's restart. */
 const CHANGED = [...DRIFTED, "kube-apiserver-control1-out-of-load-balancer", "kube-apiserver-control1-in-load-balancer"].sort();
 
@@ -41,9 +42,9 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         const markers = markersOf(first);
         // Per node: etcd's binary, 3 files, data dir, service; the API server's binary, 7 files, service; the
         // controller manager's binary, kubeconfig, service; the scheduler's binary, 2 files, service; the VIP's
-        // sysctl file and unit. On the gateway: the VIP, ldirectord's CA and drop-in, tmpfiles, ldirectord.cf,
-        // ldirectord.
-        assert.equal(Object.keys(markers).length, 3 * (6 + 9 + 3 + 4 + 2) + 6);
+        // sysctl file and unit. On the gateway: the VIP, IPVS's module and sysctl files, ldirectord's CA and
+        // drop-in, tmpfiles, ldirectord.cf, ldirectord.
+        assert.equal(Object.keys(markers).length, 3 * (6 + 9 + 3 + 4 + 2) + 8);
         assert.ok(Object.values(markers).every(m => m === ""));
         for (const r of steps(first)) {
             for (const key of ["create", "update"]) {
@@ -77,8 +78,10 @@ describe("drift: a hand edit shows as an update of the steps concerned, and the 
         assert.deepEqual(control0.versions.map(v => v.binary).sort(), ["/usr/local/bin/etcd", "/usr/local/bin/kube-apiserver"]);
         const gateway = query("gateway");
         assert.deepEqual([...gateway.files].sort(), ["/etc/ha.d/kubernetes-ca.pem", "/etc/ha.d/ldirectord.cf",
+            "/etc/modules-load.d/kubernetes-ipvs.conf", "/etc/sysctl.d/50-kubernetes-ipvs.conf",
             "/etc/systemd/system/kubernetes-vip.service", "/etc/systemd/system/ldirectord.service.d/kubernetes-ca.conf",
             "/etc/tmpfiles.d/ldirectord-subsys.conf"]);
+        assert.deepEqual(gateway.sysctls, ["net.ipv4.vs.expire_nodest_conn"]);
         assert.deepEqual([...gateway.units].sort(), ["kubernetes-vip", "ldirectord"]);
         assert.deepEqual(gateway.addresses, [{ device: "enp0s1", address: "192.168.1.21" }]);
         assert.deepEqual(gateway.versions, []);
