@@ -13,7 +13,7 @@ import { renderServiceUnit } from "./render/systemd";
 import { fingerprint } from "./remote/fingerprint";
 import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
-import { script, shq, waitUntil } from "./remote/shell";
+import { script, shq } from "./remote/shell";
 import { scriptOnHost, sshLocalStep, sshSettings } from "./remote/ssh";
 import { GateSpec, localHealthGate, precondition, remoteFile, sshHealthGate, systemdService } from "./remote/steps";
 
@@ -167,22 +167,38 @@ export function realServersGate(config: ClusterConfig): Omit<GateSpec, "fingerpr
     };
 }
 
+/** Seconds the drain of leaving API servers gives the connections IPVS lists for them to end before it goes on. */
+export const LEAVING_DRAIN_SECONDS = 10;
+
 /**
  * Drains leaving API servers before ldirectord.cf drops them: each still in IPVS gets weight 0 (no new
- * connection goes to it), then a bounded wait until its active connections are done. Reads nothing back.
+ * connection goes to it), then up to LEAVING_DRAIN_SECONDS for the connections IPVS lists for them to end, and
+ * it goes on either way, saying how many are left. Waiting for none at all could last for ever: a client's
+ * watch through the VIP (a kubelet's) lasts until the API server ends it, and in direct routing IPVS sees only
+ * the clients' packets, so it lists for 15 minutes a connection the server ended. What is left ends with the
+ * leaving API server's own shutdown, which serves on for `apiServerShutdownDelaySeconds` and closes its
+ * watches (their clients come back through the VIP to the servers that stay). Reads nothing back.
  */
-export function drainScript(config: ClusterConfig, leaving: Machine[]): string {
+export function drainScript(config: ClusterConfig, leaving: Machine[], graceSeconds = LEAVING_DRAIN_SECONDS): string {
     const virtual = `${config.vip}:${config.apiPort}`;
     const reals = leaving.map(n => `${n.address}:${config.apiPort}`);
+    const names = leaving.map(n => n.name).join(", ");
     return script(
-        `# drain ${leaving.map(n => n.name).join(", ")} before ldirectord drops them`,
+        `# drain ${names} before ldirectord drops them`,
         listedFunction(config),
         `for real in ${reals.map(shq).join(" ")}; do`,
         `  if [ -n "$(listed "$real")" ]; then ipvsadm -e -t ${virtual} -r "$real" -g -w 0; echo "$real drained: weight 0"; fi`,
         `done`,
         `active() { local real; for real in ${reals.map(shq).join(" ")}; do listed "$real"; done | awk '{s += $5} END {print s + 0}'; }`,
-        ...waitUntil(`the connections to ${leaving.map(n => n.name).join(", ")} to end`, `[ "$(active)" -eq 0 ]`,
-            config.healthTimeoutSeconds, "ipvsadm -Ln"),
+        `echo ${shq(`waiting up to ${graceSeconds}s for the connections to ${names} to end`)}`,
+        `deadline=$((SECONDS + ${graceSeconds}))`,
+        `while [ "$(active)" -gt 0 ] && ((SECONDS < deadline)); do sleep 0.5; done`,
+        `left=$(active)`,
+        `if [ "$left" -eq 0 ]; then`,
+        `  echo ${shq(`no connection to ${names} left`)}`,
+        `else`,
+        `  echo "$left connections to ${names} still listed by IPVS after ${graceSeconds}s (watches, or ones whose end it did not see): their API servers' shutdown ends them"`,
+        `fi`,
     );
 }
 

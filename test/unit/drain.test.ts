@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describe, test } from "node:test";
 import { DEFAULTS } from "../../components/config";
-import { realServersGate, realServerWeightLines } from "../../components/loadBalancer";
+import { drainScript, realServersGate, realServerWeightLines } from "../../components/loadBalancer";
 import { changeStepScripts } from "../../components/remote/rolling";
 import { sshGateScript } from "../../components/remote/steps";
 import { fakeEnv, fakePrograms } from "./scratch";
@@ -141,5 +141,27 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
         assert.deepEqual(keyless.calls, [], "without a key nothing changes");
         assert.throws(() => changeStepScripts(gateway, { what: "x", lines: [] }, "printed\nlines", ssh), /must be one line \(a fingerprint\)/,
             "what it follows goes in a comment line: a line break would run the rest");
+    });
+});
+
+describe("leaving API servers drained before ldirectord drops them, against a fake ipvsadm", () => {
+    const leaving = [{ name: "control3", address: "192.168.1.14" }, { name: "control4", address: "192.168.1.15" }];
+    const withConnections = (active: number) => TABLE + [".14", ".15"].map(a =>
+        `  -> 192.168.1${a}:6443            Route   1      ${active}          0\n`).join("");
+
+    test("each to weight 0; connections IPVS still lists (a watch, an end it did not see) hold it up to the grace, no longer", () => {
+        const r = run(["set -euo pipefail", drainScript(DEFAULTS, leaving, 1)].join("\n"), withConnections(3));
+        assert.equal(r.status, 0, r.out);
+        assert.deepEqual(r.calls, [`-e -t ${VIRTUAL} -r 192.168.1.14:6443 -g -w 0`, `-e -t ${VIRTUAL} -r 192.168.1.15:6443 -g -w 0`]);
+        assert.deepEqual(weights(r.table), ["1", "1", "1", "0", "0"]);
+        assert.match(r.out, /waiting up to 1s for the connections to control3, control4 to end/);
+        assert.match(r.out, /6 connections to control3, control4 still listed by IPVS after 1s .*: their API servers' shutdown ends them/);
+    });
+
+    test("none listed: it goes on at once", () => {
+        const r = run(["set -euo pipefail", drainScript(DEFAULTS, leaving, 30)].join("\n"), withConnections(0));
+        assert.equal(r.status, 0, r.out);
+        assert.match(r.out, /no connection to control3, control4 left/);
+        assert.doesNotMatch(r.out, /still listed/);
     });
 });

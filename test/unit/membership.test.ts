@@ -176,7 +176,7 @@ describe("membership changes under mocks", () => {
         const drained = scriptOf(plain(drain, "create"));
         assert.match(drained, /ipvsadm -e -t 192.168.1.21:6443 -r "\$real" -g -w 0/);
         assert.match(drained, /for real in '192.168.1.14:6443' '192.168.1.15:6443'; do/);
-        assert.match(drained, /waiting up to \d+s for the connections to control3, control4 to end/);
+        assert.match(drained, /waiting up to 10s for the connections to control3, control4 to end/);
         assert.ok(dependsOn(shrunk, byName(shrunk, "api-load-balancer-ldirectord-config"), drain), "drained before ldirectord.cf drops them");
         const cf = reveal(byName(shrunk, "api-load-balancer-ldirectord-config").inputs.stdin) as string;
         assert.equal(cf.split("\n").filter(l => l.includes("real=")).length, 3);
