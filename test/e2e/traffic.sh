@@ -40,10 +40,12 @@ traffic_start() {
   traffic_credentials
   rm -f "$work/traffic-$name".*
   # The request loop runs inside the lab's network namespace, where `kubernetes` resolves to the VIP: a curl
-  # process per request, so that each request is a new connection that the client closes. One curl for all,
-  # with HTTP/1.1 and `Connection: close`, was cheaper, but the server then closed first: IPVS, which sees only
-  # the client's packets, counted hundreds of connections as active, and a few requests were refused while a
-  # drained API server was stopped (docs/performance.md).
+  # process per request, each a new connection (HTTP/1.1, `Connection: close`) that the API server closes, as it
+  # does a plain HTTP/1.1 client's. That is the hard case for the load balancer: in direct routing IPVS sees
+  # only the client's packets, so it keeps listing such a connection as active for 15 minutes, and a client
+  # port used again within them would reach that connection's server even drained and stopped (a few requests
+  # were refused so, before the gateway set net.ipv4.vs.expire_nodest_conn; README: Day 2), and the drain of
+  # leaving nodes must not wait for IPVS's count to reach 0 (it waited 180 s and failed; README: Membership).
   # shellcheck disable=SC2016 # expanded by the inner bash
   lab/exec.sh bash -c '
     set -u
@@ -51,7 +53,7 @@ traffic_start() {
     url="https://kubernetes:6443/api/v1/namespaces/kube-system/configmaps?limit=1"
     while [[ ! -e $w/traffic-$name.stop ]] && ((SECONDS < deadline)); do
       sent=$((sent + 1))
-      code=$(curl -sS -o "$w/traffic-$name.body" -w "%{http_code}" --max-time 5 --cacert "$w/ca.pem" \
+      code=$(curl -sS --http1.1 -H "Connection: close" -o "$w/traffic-$name.body" -w "%{http_code}" --max-time 5 --cacert "$w/ca.pem" \
         --cert "$w/admin.crt" --key "$w/admin.key" "$url" 2>>"$w/traffic-$name.errors") || true
       if [[ $code != 200 ]]; then
         failed=$((failed + 1))
