@@ -94,8 +94,8 @@ export function controlPlanePorts(config: ClusterConfig): ControlPlanePort[] {
     ];
 }
 
-// A listener \`ss\` names no process for (one the kernel holds, or one that stayed after its process while the
-// probe read it again for 2 s) is said so, not as \`- (pid -)\`.
+// A listener `ss` names no process for (one the kernel holds, or one that stayed after its process while the
+// probe read it again for 2 s) is said so, not as `- (pid -)`.
 const holder = (l: Listener) => l.pid === "-" ? "a listening socket no process holds"
     : `${l.process} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ""})`;
 
