@@ -68,7 +68,7 @@ function run(text: string, table: string | undefined, stdin = "", broken = false
     };
 }
 
-const line = (address: string, weight: number) => `  -> ${address}:6443            Route   ${weight}      3          0\n`;
+const line = (address: string, weight: number, active = 3) => `  -> ${address}:6443            Route   ${weight}      ${active}          0\n`;
 const TABLE = line("192.168.1.11", 1) + line("192.168.1.12", 1) + line("192.168.1.13", 1);
 const weights = (table = "") => table.trim().split("\n").map(l => l.trim().split(/\s+/)[3]);
 const lines = (weight: 0 | 1) => ["set -euo pipefail", ...realServerWeightLines(DEFAULTS, control0, weight)].join("\n");
@@ -146,8 +146,7 @@ describe("an API server out of the load balancer and back, against a fake ipvsad
 
 describe("leaving API servers drained before ldirectord drops them, against a fake ipvsadm", () => {
     const leaving = [{ name: "control3", address: "192.168.1.14" }, { name: "control4", address: "192.168.1.15" }];
-    const withConnections = (active: number) => TABLE + [".14", ".15"].map(a =>
-        `  -> 192.168.1${a}:6443            Route   1      ${active}          0\n`).join("");
+    const withConnections = (active: number) => TABLE + line("192.168.1.14", 1, active) + line("192.168.1.15", 1, active);
 
     test("each to weight 0; connections IPVS still lists (a watch, an end it did not see) hold it up to the grace, no longer", () => {
         const r = run(["set -euo pipefail", drainScript(DEFAULTS, leaving, 1)].join("\n"), withConnections(3));
