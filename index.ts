@@ -18,9 +18,12 @@ import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseByPreflight } from "./components/preflight";
 import { holdResourcesUntil, loadStack } from "./components/stack";
 import { leavePromiseTracesUnformatted, refusal } from "./components/traces";
+import { dropSdkDebugLogs } from "./components/sdkLogs";
 
 // The stack traces the SDK takes for every promise are left unformatted: they are shown only on request.
 leavePromiseTracesUnformatted();
+// The SDK's debug lines, which print every secret output in plain text, are dropped (components/sdkLogs.ts).
+dropSdkDebugLogs();
 
 // Config is validated before any resource exists.
 const { config, ssh, keyFile } = loadStack();

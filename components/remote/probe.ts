@@ -22,6 +22,7 @@ import { Machine } from "../config";
 import { script } from "./shell";
 import { pinnedHostLines, sharedConnection, sharedConnectionOptions, SshSettings, sshOptionGroups } from "./ssh";
 import { refusal } from "../traces";
+import { debug } from "../sdkLogs";
 
 /** An address that should be on an interface. */
 export interface AddressQuery {
@@ -755,14 +756,16 @@ export async function startProbes(): Promise<void> {
     if (!probe) {
         return skip(whyNot);
     }
+    // Where a run's time goes (npm run bench reads these lines from the engine's events): the program is
+    // constructed once its probes are sent.
+    void debug(`probes sent to ${hosts.length} hosts`);
     const running = hosts.map(async h => {
         const t0 = Date.now();
         try {
             const known = lastKnown[h.host.name];
             return await probe(h.host, known === undefined ? h.query : { ...h.query, known });
         } finally {
-            // Where a run's time goes (npm run bench reads it from the engine's events).
-            void pulumi.log.debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);
+            void debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);
         }
     });
     // Sessions opened for hosts nothing asked about end now.

@@ -4,6 +4,10 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import { validateConfig } from "../../../components/config";
 import { clusterPki, kubernetesSans } from "../../../components/pki";
+import { dropSdkDebugLogs } from "../../../components/sdkLogs";
+
+// As the main program: the SDK's debug lines, which print the private keys below, are dropped.
+dropSdkDebugLogs();
 
 const raw = new pulumi.Config().getObject<Record<string, unknown>>("cluster") ?? {};
 // pkiDir must stay empty: this stack exists to generate the PKI.
