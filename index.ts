@@ -95,8 +95,10 @@ export = async () => {
         { config, ssh, leaving, via: membership.kept[0] ?? config.nodes[0], which }, { dependsOn: [preflight, backup, ...after] });
     const departures = leave("etcd-departures", membership.joining.length > 0 ? "all" : "unhealthy", membership.leaving, []);
 
-    // Every daemon below starts on all nodes together on an empty stack; a change (a flag, a version, a
-    // certificate) restarts it one node at a time, each once the one before it is back (components/remote/rolling.ts).
+    // On an empty stack every daemon below is installed and started on all nodes at once: none runs yet, so
+    // nothing can restart out of turn. On a deployed stack a change (a flag, a version, a certificate, a join)
+    // reaches one node at a time, each once the one before it is back (components/remote/rolling.ts).
+    const inTurn = { allAtOnce: membership.newCluster };
 
     // Installing etcd: every member starts at once (a member only reports ready once a quorum is up), then
     // one gate waits until all of them are healthy. A change restarts one member at a time, each once the
@@ -112,7 +114,7 @@ export = async () => {
             config, host, pki, rollAfter: previous?.service, restore: membership.joins[host.name].state === "new" ? restore : undefined,
             handOffTo: config.nodes[config.nodes.findIndex(n => n.name === host.name) - 1]?.name,
             join: membership.joins[host.name], joiner: joinerOf(host, membership.joins[host.name]),
-        }, { dependsOn: [preflight, backup, departures, ...(restoreUpload ? [restoreUpload] : [])] }));
+        }, { dependsOn: [preflight, backup, departures, ...(restoreUpload ? [restoreUpload] : [])] }), inTurn);
     const etcdMembers = controlNodes.map(host => members.find(m => m.memberName === host.name)!);
     const etcd = new EtcdClusterHealth("etcd-cluster", { config, host: controlNodes[0], members: etcdMembers },
         { dependsOn: etcdMembers });
@@ -124,7 +126,7 @@ export = async () => {
     // keeps answering.
     const apiServers = oneAtATime(controlNodes, (host, previous: ApiServer | undefined) =>
         new ApiServer(`kube-apiserver-${host.name}`, { config, host, gateway, ssh, pki, rollAfter: previous?.rolled, drainOnCreate },
-            { dependsOn: [etcd] }));
+            { dependsOn: [etcd] }), inTurn);
 
     // The healthy members of nodes that leave, once no API server uses them.
     leave("etcd-departures-after-roll", "rest", membership.joining.length > 0 ? [] : membership.leaving,
@@ -149,10 +151,10 @@ export = async () => {
     const api = (i: number) => [...apiServers, loadBalancer.nodeVips[i]];
     const controllerManagers = oneAtATime(controlNodes, (host, previous: ControllerManager | undefined, i) =>
         new ControllerManager(`kube-controller-manager-${host.name}`,
-            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }));
+            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }), inTurn);
     const schedulers = oneAtATime(controlNodes, (host, previous: Scheduler | undefined, i) =>
         new Scheduler(`kube-scheduler-${host.name}`,
-            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }));
+            { config, host, pki, rollAfter: previous?.daemon.service, api: api(i) }, { dependsOn: [preflight] }), inTurn);
 
     // Every step has said what it observes: probe each host once, all together.
     void startProbes();

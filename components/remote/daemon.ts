@@ -31,7 +31,7 @@ export interface DaemonSpec {
     afterChange?: Omit<WaitSpec, "timeoutSeconds">;
     /**
      * The previous node's step that this daemon's steps wait for: a change (its files, binary and restart)
-     * rolls one node at a time. On create the wait is short: a service's create does not wait.
+     * rolls one node at a time. None on an empty stack, where every node's steps go at once (rolling.ts).
      */
     rollAfter?: pulumi.Input<pulumi.Resource>;
     /**

@@ -58,10 +58,12 @@ export function changeStep(name: string, ssh: SshAccess, host: Machine, action: 
 
 /**
  * One component per host, in order, each given the one before it (undefined for the first), so that each
- * can roll after the previous one.
+ * can roll after the previous one. With `allAtOnce` (an empty stack: the daemons run nowhere yet, so there is
+ * nothing to roll and nothing that must keep serving) each is given none: every node's steps go at once.
  */
-export function oneAtATime<T>(hosts: Host[], make: (host: Host, previous: T | undefined, index: number) => T): T[] {
+export function oneAtATime<T>(hosts: Host[], make: (host: Host, previous: T | undefined, index: number) => T,
+    options: { allAtOnce?: boolean } = {}): T[] {
     const made: T[] = [];
-    hosts.forEach((host, i) => made.push(make(host, made[i - 1], i)));
+    hosts.forEach((host, i) => made.push(make(host, options.allAtOnce ? undefined : made[i - 1], i)));
     return made;
 }

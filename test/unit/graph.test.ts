@@ -29,12 +29,34 @@ function checkGraph(run: ProgramRun, count: number): void {
 
 describe("the seed's lab (3 control nodes, arm64)", () => {
     const run = runProgram(devConfig());
+    // The same config on the stack that run deployed: a change rolls there.
+    const deployed = runProgram(devConfig(), { probe: { lastOutputs: run.outputs } });
     const names = nodes(3).map(n => n.name);
 
     test("one component of each kind per node, one load balancer, all parented", () => checkGraph(run, 3));
 
+    test("on an empty stack every node's steps go at once: none waits for another node's daemon", () => {
+        assert.equal(deployed.error, undefined, deployed.error);
+        const daemons = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+        for (const daemon of daemons) {
+            for (const n of names) {
+                const own = run.registrations.filter(r => r.type === REMOTE && r.name.startsWith(`${daemon}-${n}-`));
+                assert.ok(own.length >= 4, `${daemon} on ${n}: its steps are found`);
+                for (const other of names.filter(m => m !== n)) {
+                    const theirs = run.registrations.filter(r => r.name.startsWith(`${daemon}-${other}-`));
+                    for (const step of own) {
+                        theirs.forEach(t => assert.ok(!dependsOn(run, step, t), `${step.name} does not wait for ${t.name}`));
+                    }
+                }
+            }
+        }
+        // The same steps on the deployed stack do: the check can fail.
+        assert.ok(dependsOn(deployed, byName(deployed, "kube-apiserver-control1-binary"), byName(deployed, "kube-apiserver-control0-service")));
+    });
+
     test("etcd members start without waiting on create and change one at a time", () => {
         const services = names.map(n => byName(run, `etcd-${n}-service`));
+        const rolled = names.map(n => byName(deployed, `etcd-${n}-service`));
         services.forEach((service, i) => {
             // The chain costs nothing on create: a create starts etcd without blocking and waits for nothing.
             const create = scriptOf(plain(service, "create"));
@@ -50,15 +72,15 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             assert.match(update, new RegExp(`-v preferred='${i > 0 ? names[i - 1] : ""}'[\\s\\S]*move-leader[\\s\\S]*systemctl restart 'etcd'`));
             assert.doesNotMatch(create, /move-leader/, "a create hands nothing over");
             if (i > 0) {
-                assert.ok(dependsOn(run, service, services[i - 1]), `${service.name} rolls after ${services[i - 1].name}`);
+                assert.ok(dependsOn(deployed, rolled[i], rolled[i - 1]), `${service.name} rolls after ${services[i - 1].name}`);
             }
             // What a member reads is written in turn too (a new owner or CA must not reach a member that has
             // not restarted yet); never before the previous member is back.
             for (const step of ["binary", "key", "data-dir"]) {
-                const own = byName(run, `etcd-${names[i]}-${step}`);
-                services.slice(i).forEach(later => assert.ok(!dependsOn(run, own, later), `${own.name} does not wait for ${later.name}`));
+                const own = byName(deployed, `etcd-${names[i]}-${step}`);
+                rolled.slice(i).forEach(later => assert.ok(!dependsOn(deployed, own, later), `${own.name} does not wait for ${later.name}`));
                 if (i > 0) {
-                    assert.ok(dependsOn(run, own, services[i - 1]), `${own.name} waits for ${services[i - 1].name}`);
+                    assert.ok(dependsOn(deployed, own, rolled[i - 1]), `${own.name} waits for ${services[i - 1].name}`);
                 }
             }
         });
@@ -99,9 +121,10 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             assert.match(scriptOf(plain(back, "update")), /whenever what it follows changes: [0-9a-f]{16}\n/,
                 "the way back in follows each run of the way out (its output)");
             if (i > 0) {
-                const before = byName(run, `kube-apiserver-${names[i - 1]}-in-load-balancer`);
-                assert.ok(dependsOn(run, out, before), `${n}'s API server leaves once ${names[i - 1]}'s is back in the load balancer`);
-                assert.ok(dependsOn(run, byName(run, `kube-apiserver-${n}-binary`), before),
+                const before = byName(deployed, `kube-apiserver-${names[i - 1]}-in-load-balancer`);
+                assert.ok(dependsOn(deployed, byName(deployed, out.name), before),
+                    `${n}'s API server leaves once ${names[i - 1]}'s is back in the load balancer`);
+                assert.ok(dependsOn(deployed, byName(deployed, `kube-apiserver-${n}-binary`), before),
                     "binaries and files are installed in turn too");
             }
         });
@@ -129,7 +152,8 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
                 const service = byName(run, `${daemon}-${n}-service`);
                 assert.match(scriptOf(plain(service, "update")), /waiting up to 180s for kube-[a-z-]+ on control\d to answer https:\/\/127.0.0.1:102(57|59)\/healthz/);
                 if (i > 0) {
-                    assert.ok(dependsOn(run, service, byName(run, `${daemon}-${names[i - 1]}-service`)), `${service.name} rolls after ${names[i - 1]}'s`);
+                    assert.ok(dependsOn(deployed, byName(deployed, service.name), byName(deployed, `${daemon}-${names[i - 1]}-service`)),
+                        `${service.name} rolls after ${names[i - 1]}'s`);
                 }
             });
         }
