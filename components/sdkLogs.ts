@@ -5,8 +5,8 @@
 // prepared", "RegisterResource RPC finished: ...; resp: " followed by the engine's whole response, outputs
 // included, and the same for reads. Secret outputs are plain text there: the SSH private key of every
 // remote step's connection, the TLS private keys, the kubeconfigs. The engine passes those lines on to
-// whatever shows its events, `pulumi up --json` and `pulumi up --debug`: 112 copies of the SSH key and 294
-// PEM private keys in one no-change `up --json` of this program. Each line is also a gRPC call of its own,
+// whatever shows its events, `pulumi up --json` and `pulumi up --debug`: 147 private keys in one no-change
+// `up --json` of this program, the SSH key 112 times and TLS keys 35. Each line is also a gRPC call of its own,
 // one after the other: 511 of them in that `up`, about half a second of its wall time on the lab (alternating
 // runs, README).
 //
