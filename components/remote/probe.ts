@@ -326,9 +326,10 @@ export function probeScript(query: ProbeQuery): string {
         `}`,
         // One ss for every port: each listener once (an address family or an address more is the same one), its
         // process and pid as \`users:(("NAME",pid=PID,fd=N))\`, its systemd service from its cgroup's path.
-        // A listener of a port asked about that no process holds is read again, every 0.1 s for at most 2 s:
-        // a daemon that is exiting (a controller manager whose API server went away restarts so) leaves its
-        // socket listening for a moment after its files are gone. One that stays is said as it is (pid -).
+        // A listener of a port asked about that no process holds, or whose process is gone by the time its
+        // cgroup is read, is read again, every 0.1 s for at most 2 s: a daemon that is exiting (a controller
+        // manager whose API server went away; an API server that fails after it bound its port, restarted by
+        // systemd every few seconds) leaves its socket listening for a moment. One that stays is said as it is.
         `probe_ports() {`,
         `  local words=() port pid unit comm line tries=0 orphans users='users:\\(\\("([^"]*)",pid=([0-9]+)'`,
         `  local -A listeners=() seen=() asked=()`,
@@ -344,7 +345,9 @@ export function probeScript(query: ProbeQuery): string {
         `      port=\${words[3]:-} port=\${port##*:} pid=- unit=- comm=-`,
         `      if [[ "\${words[*]}" =~ $users ]]; then`,
         `        comm=\${BASH_REMATCH[1]//[^[:graph:]]/?} pid=\${BASH_REMATCH[2]}`,
-        `        { while IFS= read -r line; do if [[ $line =~ /([^/]+\\.service)$ ]]; then unit=\${BASH_REMATCH[1]}; fi; done <"/proc/$pid/cgroup"; } 2>/dev/null || true`,
+        `        if ! { while IFS= read -r line; do if [[ $line =~ /([^/]+\\.service)$ ]]; then unit=\${BASH_REMATCH[1]}; fi; done <"/proc/$pid/cgroup"; } 2>/dev/null; then`,
+        `          [[ -z \${asked[$port]:-} ]] || orphans=1`,
+        `        fi`,
         `      elif [[ -n \${asked[$port]:-} ]]; then`,
         `        orphans=1`,
         `      fi`,

@@ -94,27 +94,33 @@ describe("the probe script", () => {
         }
     });
 
-    test("reads ss again while a port asked about has a listener no process holds (a daemon exiting), at most 2 s", () => {
-        // A fake ss: the controller manager's port without its process for the first ORPHANED calls, then with
-        // it; a port nobody asked about stays without a process throughout and is never waited for.
+    test("reads ss again while a port asked about has a listener no process holds, or one whose process is gone (a daemon exiting), at most 2 s", () => {
+        // A fake ss: the controller manager's port without its process for the first ORPHANED calls, then held
+        // by a process gone before its cgroup is read (a pid above any pid_max) until call GONE, then by a live
+        // one (this test's own process); a port nobody asked about stays without a process throughout and is
+        // never waited for.
         const dir = fakePrograms("probe-ss", {
             ss: ["#!/bin/bash", "n=$(($(cat \"$FAKE/calls\" 2>/dev/null || echo 0) + 1)); echo \"$n\" >\"$FAKE/calls\"",
                 "echo 'LISTEN 0 4096 *:9999 *:*'",
                 "if ((n <= ORPHANED)); then echo 'LISTEN 0 4096 *:10257 *:*'",
-                "else echo 'LISTEN 0 4096 *:10257 *:* users:((\"kube-controller\",pid=4242,fd=3))'; fi", ""].join("\n"),
+                "elif ((n <= GONE)); then echo 'LISTEN 0 4096 *:10257 *:* users:((\"kube-controller\",pid=4999999,fd=3))'",
+                "else echo \"LISTEN 0 4096 *:10257 *:* users:((\\\"kube-controller\\\",pid=$LIVE,fd=3))\"; fi", ""].join("\n"),
         });
-        const run = (orphaned: number, ports: number[]) => {
+        const run = (orphaned: number, gone: number, ports: number[]) => {
             fs.rmSync(path.join(dir, "calls"), { force: true });
             const out = spawnSync("bash", ["-s"], { input: probeScript(query({ ports })), encoding: "utf8",
-                env: { ...fakeEnv(dir), ORPHANED: String(orphaned) } });
+                env: { ...fakeEnv(dir), ORPHANED: String(orphaned), GONE: String(gone), LIVE: String(process.pid) } });
             assert.equal(out.status, 0, out.stderr);
             return { ports: parseProbeOutput(out.stdout).ports, calls: Number(fs.readFileSync(path.join(dir, "calls"), "utf8")) };
         };
-        const exiting = run(3, [10257]);
-        assert.deepEqual(exiting, { ports: { "10257": [{ pid: "4242", unit: undefined, process: "kube-controller" }] }, calls: 4 });
-        const stays = run(1000, [10257]);
-        assert.deepEqual(stays, { ports: { "10257": [{ pid: "-", unit: undefined, process: "-" }] }, calls: 21 });
-        assert.deepEqual(run(1000, [2380]), { ports: { "2380": [] }, calls: 1 }, "listeners of ports not asked about are not waited for");
+        const unit = fs.readFileSync("/proc/self/cgroup", "utf8").match(/\/([^/\n]+\.service)\n/)?.[1];
+        const live = { "10257": [{ pid: String(process.pid), unit, process: "kube-controller" }] };
+        assert.deepEqual(run(3, 3, [10257]), { ports: live, calls: 4 }, "no process, then its own");
+        assert.deepEqual(run(0, 3, [10257]), { ports: live, calls: 4 }, "a process gone before its cgroup was read, then its own");
+        assert.deepEqual(run(2, 4, [10257]), { ports: live, calls: 5 });
+        assert.deepEqual(run(1000, 1000, [10257]), { ports: { "10257": [{ pid: "-", unit: undefined, process: "-" }] }, calls: 21 });
+        assert.deepEqual(run(0, 1000, [10257]), { ports: { "10257": [{ pid: "4999999", unit: undefined, process: "kube-controller" }] }, calls: 21 });
+        assert.deepEqual(run(1000, 1000, [2380]), { ports: { "2380": [] }, calls: 1 }, "listeners of ports not asked about are not waited for");
     });
 
     test("parses port lines: free, one listener or more, unknown; refuses a malformed one", () => {
