@@ -85,6 +85,16 @@ check_eq() {
   if [[ $_t_out == "$_t_want" ]]; then pass "$_t_name"; else fail "$_t_name (want '$_t_want', got '$_t_out')"; fi
 }
 
+# holds_no_key KEYFILE FILE...: true when no FILE holds a private key's PEM or OpenSSH header, nor the second
+# line of KEYFILE (a line of its base64 body: the key itself, however it is wrapped).
+holds_no_key() {
+  local _t_body
+  _t_body=$(sed -n 2p "$1")
+  shift
+  [[ -n $_t_body ]] || { echo "no key body to look for" >&2; return 1; }
+  ! grep -lE -- '-----BEGIN [A-Z ]*PRIVATE KEY' "$@" && ! grep -lF -- "$_t_body" "$@"
+}
+
 wait_for() {
   local _t_what=$1 _t_timeout=$2 _t_t0=$SECONDS
   shift 2

@@ -58,4 +58,13 @@ check "test/lib.sh: a long failed output shows its error line and the line after
 check "test/lib.sh: ... and its last lines" grep -qE '^ +100$' <<<"$details"
 check_not "test/lib.sh: ... not the lines between" grep -qE '^ +30$' <<<"$details"
 
+# holds_no_key: a key's PEM header, or a line of its body wrapped otherwise, is found; a file without either is clean.
+ssh-keygen -q -t ed25519 -N "" -C kcp-lib-test -f "$tmp/key"
+printf 'nothing secret\n' >"$tmp/clean"
+sed -n 2p "$tmp/key" | sed 's/^/"value": "/' >"$tmp/body-only"
+check "holds_no_key: a file without the key passes" holds_no_key "$tmp/key" "$tmp/clean"
+check_not "holds_no_key: the key file itself fails" holds_no_key "$tmp/key" "$tmp/clean" "$tmp/key"
+check_not "holds_no_key: a line of the key's body alone fails" holds_no_key "$tmp/key" "$tmp/body-only"
+check_not "holds_no_key: an empty key file fails (nothing to look for)" holds_no_key /dev/null "$tmp/clean"
+
 test_done
