@@ -108,7 +108,22 @@ export function installDaemon(component: pulumi.ComponentResource, name: string,
     return { service, ready, fingerprint: restartOn };
 }
 
-/** What the journal says about a unit, for a gate's timeout error. */
+/** How many journal lines a unit's diagnosis shows: the last ones, and those up to the daemon's last exit. */
+export const DIAGNOSIS_LINES = 20;
+
+/**
+ * What the journal says about a unit, for a gate's timeout error: its status, then its journal's last lines,
+ * preceded by the lines up to the daemon's last failed exit (systemd's "Main process exited") when that is
+ * further back. A daemon that keeps exiting is diagnosed as systemd starts it again, and the new run's first
+ * lines (the API server's 200 flags at --v=2) would push the reason the last run exited out of the last lines.
+ */
 export function unitDiagnosis(unit: string): string {
-    return `{ systemctl status --no-pager ${unit}; journalctl -u ${unit} -n 20 --no-pager; }`;
+    const n = DIAGNOSIS_LINES;
+    const upToLastExit = [
+        `{ l[NR] = $0 } / Main process exited, / { x = NR }`,
+        `END { from = NR > ${n} ? NR - ${n - 1} : 1`,
+        `if (x && x < from) { for (i = x > ${n} ? x - ${n - 1} : 1; i <= x; i++) print l[i]; print "..." }`,
+        `for (i = from; i <= NR; i++) print l[i] }`,
+    ].join("; ");
+    return `{ systemctl status --no-pager -n 0 ${unit}; journalctl -u ${unit} -n 500 --no-pager | awk '${upToLastExit}'; }`;
 }

@@ -7,10 +7,10 @@ import * as fs from "fs";
 import * as path from "path";
 import { test } from "node:test";
 import { versionSkewCheck } from "../../components/preflight";
-import { daemonServiceSpec, DaemonSpec, serviceScriptsForm } from "../../components/remote/daemon";
+import { daemonServiceSpec, DaemonSpec, DIAGNOSIS_LINES, serviceScriptsForm, unitDiagnosis } from "../../components/remote/daemon";
 import { Host } from "../../components/remote/host";
 import { binaryScripts, fileScripts, serviceScripts } from "../../components/remote/steps";
-import { scratchDir } from "./scratch";
+import { fakeEnv, fakePrograms, scratchDir } from "./scratch";
 
 const scratch = () => scratchDir("steps");
 function bash(script: string, stdin = ""): { status: number | null; stderr: string } {
@@ -193,4 +193,36 @@ test("after a restart for a change, a daemon that keeps exiting fails the step a
     assert.equal(steady.status, 1);
     assert.ok(steady.seconds >= 3, `${steady.seconds}s: the whole wait (bash counts whole seconds)`);
     assert.match(steady.stderr, /^timed out after 4s waiting for kube-scheduler to answer\n/);
+});
+
+test("a unit's diagnosis shows the journal up to the daemon's last failed exit when a new run's lines have pushed it out of the last lines", () => {
+    // A fake journalctl prints $FAKE/journal (the real one's -n 500 is ignored: the journals here are shorter);
+    // a fake systemctl prints the status line.
+    const dir = fakePrograms("diagnosis", {
+        journalctl: "#!/bin/bash\ncat \"$FAKE/journal\"\n",
+        systemctl: "#!/bin/bash\necho \"status of $*\"\n",
+    });
+    const diagnose = (journal: string[]) => {
+        fs.writeFileSync(path.join(dir, "journal"), journal.map(l => `${l}\n`).join(""));
+        const out = spawnSync("bash", ["-c", unitDiagnosis("kube-apiserver")], { encoding: "utf8", env: fakeEnv(dir) });
+        assert.equal(out.status, 0, out.stderr);
+        return out.stdout.split("\n").slice(0, -1);
+    };
+    const run = (pid: number, lines: number) => Array.from({ length: lines }, (_, i) => `kube-apiserver[${pid}]: FLAG ${i}`);
+    const reason = "kube-apiserver[11]: E1207 run.go:74] \"command failed\" err=\"open /etc/kubernetes/missing.yaml: no such file or directory\"";
+    const exited = "systemd[1]: kube-apiserver.service: Main process exited, code=exited, status=1/FAILURE";
+    const restarted = ["systemd[1]: kube-apiserver.service: Scheduled restart job, restart counter is at 2.", "systemd[1]: Started kube-apiserver.service."];
+
+    // Diagnosed 0.1 s into the third run: its 200 flags fill the last lines.
+    const crashLoop = diagnose([...run(10, 200), "kube-apiserver[10]: E1207 the first run's reason", exited, ...restarted,
+        ...run(11, 200), reason, exited, ...restarted, ...run(12, 200)]);
+    assert.equal(crashLoop[0], "status of status --no-pager -n 0 kube-apiserver");
+    assert.deepEqual(crashLoop.slice(1), [...run(11, 200).slice(-(DIAGNOSIS_LINES - 2)), reason, exited, "...",
+        ...run(12, 200).slice(-DIAGNOSIS_LINES)]);
+    // An exit among the last lines, or none at all: the last lines alone.
+    const recent = [...run(11, 30), reason, exited, ...restarted, ...run(12, 5)];
+    assert.deepEqual(diagnose(recent).slice(1), recent.slice(-DIAGNOSIS_LINES));
+    const steady = run(12, 30);
+    assert.deepEqual(diagnose(steady).slice(1), steady.slice(-DIAGNOSIS_LINES));
+    assert.deepEqual(diagnose(steady.slice(0, 3)).slice(1), steady.slice(0, 3));
 });
