@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The environment every script that runs the real engine shares (e2e, demo, bench): the CLI and plugins
 # that `npm run engine` installed, a local file backend and a passphrase secrets provider (no Pulumi
-# account), no update checks (no network).
+# account), no update checks (no network), diffs in parallel.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 
 export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
@@ -9,6 +9,11 @@ export PATH=$PULUMI_HOME/bin:$PATH
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kubernetes-the-hard-way-lab}
+# The engine diffs each step against its last state with the provider while it takes the program's next
+# registrations, instead of one diff after the other in its event loop (an engine option, off by default;
+# pkg/resource/deploy/step_generator.go). Measured on the lab: a no-change up 0.3-0.5 s faster in each of six
+# alternating pairs, means 8.1 s against 8.6 s (README: Using it).
+export PULUMI_PARALLEL_DIFF=${PULUMI_PARALLEL_DIFF:-true}
 
 # pulumi_need: fail early, with the fix, when the engine is not built.
 pulumi_need() {
