@@ -25,6 +25,8 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
+# As the lab scripts and the pull-request workflow run the engine (scripts/pulumi-env.sh).
+export PULUMI_PARALLEL_DIFF=true
 export PULUMI_CONFIG_PASSPHRASE="kcp-engine-test-only"
 export GOCACHE="${GOCACHE:-$CACHE/go-build}" GOTOOLCHAIN=local
 
