@@ -11,7 +11,7 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kubernetes-the-hard-way-lab}
 # The engine diffs each step against its last state with the provider while it takes the program's next
 # registrations, instead of one diff after the other in its event loop (an engine option, off by default;
-# pkg/resource/deploy/step_generator.go). Measured on the lab: a no-change up 0.3-0.5 s faster in each of six
+# pkg/resource/deploy/step_generator.go). Measured on the lab: a no-change up 0.3-1.0 s faster in each of six
 # alternating pairs, means 8.1 s against 8.6 s (README: Using it).
 export PULUMI_PARALLEL_DIFF=${PULUMI_PARALLEL_DIFF:-true}
 
