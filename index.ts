@@ -12,7 +12,7 @@ import { DepartureWhich, EtcdDepartures, joinerOf, MembershipRecord, planMembers
 import { hostFor } from "./components/remote/host";
 import { oneAtATime } from "./components/remote/rolling";
 import { driftMarkers as allDriftMarkers, usePreviousMarkers, withDriftRepairs } from "./components/remote/drift";
-import { connectProbes, knownSums, probed, sshProbeRunner, startProbes, useKnownSums } from "./components/remote/probe";
+import { connectProbes, knownSums, knownVersions, probed, sshProbeRunner, startProbes, useKnownSums, useKnownVersions } from "./components/remote/probe";
 import { sshSettings } from "./components/remote/ssh";
 import { Scheduler } from "./components/scheduler";
 import { Preflight, refuseByPreflight } from "./components/preflight";
@@ -42,8 +42,10 @@ const lastOutput = <T>(name: string) => lastDeployment.getOutputDetails(name).th
 
 export = async () => {
     const previousMarkers = await lastOutput<Record<string, string>>("driftMarkers");
-    // The binaries' sums the last run's probes read: not read again while each file's identity holds.
+    // The binaries' sums and `--version` lines the last run's probes read: not read again while each file's
+    // identity holds.
     useKnownSums(await lastOutput("probeSums"));
+    useKnownVersions(await lastOutput("probeVersions"));
     // A stack deployed before the API servers' drain existed gets its gateway steps beside a running load
     // balancer: they act when created, this once (components/apiServer.ts).
     const drainOnCreate = (await lastOutput<string>("apiUrl")) !== undefined && (await lastOutput<string>("apiServerDrain")) === undefined;
@@ -164,6 +166,8 @@ export = async () => {
         driftMarkers: markersOnceChecked,
         // What this run's probes read of the binaries, with each file's identity: the next run's known sums.
         probeSums: probed().then(knownSums, () => ({})),
+        // And the lines the binaries' --version printed, with each binary's identity.
+        probeVersions: probed().then(knownVersions, () => ({})),
         // Who the etcd members are and how each first started: the next run plans membership changes from it.
         etcdMembership: membership.record,
         apiUrl: apiServerUrl(config),

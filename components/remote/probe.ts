@@ -10,7 +10,9 @@
 // is data in a quoted heredoc (never expanded), one item a line.
 // It prints one line per fact: sha256 sums, modes, owners, unit states, never a file's content. A binary's sum
 // is kept (stack output `probeSums`) with the file's identity (size, inode, times): the next run does not read
-// the binary again while that holds, about 300 MB a control node.
+// the binary again while that holds, about 300 MB a control node. So is the line its `--version` printed (stack
+// output `probeVersions`): the next run does not start it again (0.16-0.21 s a control node on an idle lab, for
+// kube-apiserver and etcd, on the path of every step).
 //
 // Under Pulumi's mocks there is no host: tests feed facts with `setProbeRunner`.
 import { ChildProcess, spawn } from "child_process";
@@ -86,6 +88,12 @@ export interface ProbeQuery {
      * identity is still this one is not read again: its sum is this one.
      */
     known?: Record<string, string>;
+    /**
+     * Lines an earlier probe's `--version` printed, by binary: `IDENTITY LINE`. A binary of `versions` (and of
+     * `files` or `stats`, which give its identity) whose identity is still this one is not started: its line is
+     * this one.
+     */
+    knownVersions?: Record<string, string>;
 }
 
 /** A file as the host has it; every field undefined when there is no such file. */
@@ -97,10 +105,11 @@ export interface FileFact {
     /** `user:group`. */
     owner?: string;
     /**
-     * For a file of 1 MiB or more (a binary) unchanged for a second: `SIZE DEVICE INODE MTIME CTIME` as `stat`
-     * prints them (times to the nanosecond). Any write changes the ctime, and the clock only moves on: while
-     * the identity holds, so does the sum (`ProbeQuery.known`). Undefined for other files, and for one changed
-     * in the second before the probe, which a write in the same clock tick could change unseen.
+     * For a file of 1 MiB or more (a binary), or a binary whose version was asked, unchanged for a second:
+     * `SIZE DEVICE INODE MTIME CTIME` as `stat` prints them (times to the nanosecond). Any write changes the
+     * ctime, and the clock only moves on: while the identity holds, so do the sum and the version line
+     * (`ProbeQuery.known`, `knownVersions`). Undefined for other files, and for one changed in the second before
+     * the probe, which a write in the same clock tick could change unseen.
      */
     identity?: string;
 }
@@ -156,13 +165,18 @@ const END = "kthw-probe end";
 const BIG_FILE = 1024 * 1024;
 /** `stat`'s line for a file: `MODE USER:GROUP` then its identity (`FileFact.identity`). */
 const STAT_FORMAT = "%a %U:%G %s %d %i %.9Y %.9Z";
-/** A known sum: `SIZE DEVICE INODE MTIME CTIME SHA256`. */
-const KNOWN_SUM = /^[0-9]+ [0-9]+ [0-9]+ [0-9]+(\.[0-9]+)? [0-9]+(\.[0-9]+)? [0-9a-f]{64}$/;
+/** A file's identity as `stat` prints it: `SIZE DEVICE INODE MTIME CTIME`. */
+const IDENTITY = "[0-9]+ [0-9]+ [0-9]+ [0-9]+(\\.[0-9]+)? [0-9]+(\\.[0-9]+)?";
+/** A known sum: `IDENTITY SHA256`. */
+const KNOWN_SUM = new RegExp(`^${IDENTITY} [0-9a-f]{64}$`);
+/** A known version line: `IDENTITY LINE`, the line printable characters only, no space at either end. */
+const KNOWN_VERSION = new RegExp(`^${IDENTITY} [\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$`);
 
 /**
  * The query as data lines, one item each: `file PATH`, `stat PATH`, `unit NAME`, `addr DEVICE ADDRESS`, `sysctl KEY`,
- * `version ARCH PATH`, `port NUMBER`, `argv UNIT PATH ARG...`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked); a
- * file both hashed and only stat'ed is hashed.
+ * `version ARCH PATH`, `port NUMBER`, `argv UNIT PATH ARG...`, `sum IDENTITY SHA256 PATH` (a known sum of a file asked),
+ * `vknown IDENTITY PATH LINE` (a known version line of a binary asked, its path one word); a file both hashed and
+ * only stat'ed is hashed.
  */
 export function probeQueryLines(query: ProbeQuery): string[] {
     const word = (what: string, value: string) => {
@@ -194,6 +208,12 @@ export function probeQueryLines(query: ProbeQuery): string[] {
             ...c.args.map(a => word("argument", a))].join(" ")),
         ...Object.entries(query.known ?? {}).filter(([f, known]) => query.files.includes(f) && KNOWN_SUM.test(known))
             .map(([f, known]) => `sum ${known} ${last("path", f)}`),
+        ...Object.entries(query.knownVersions ?? {})
+            .filter(([b, known]) => query.versions.some(v => v.binary === b) && /^\S+$/.test(b) && KNOWN_VERSION.test(known))
+            .map(([b, known]) => {
+                const words = known.split(" ");
+                return `vknown ${words.slice(0, 5).join(" ")} ${b} ${words.slice(5).join(" ")}`;
+            }),
     ];
 }
 
@@ -221,7 +241,7 @@ export function probeScript(query: ProbeQuery): string {
     return script(
         `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
         `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=() argvs=()`,
-        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() mainpid=()`,
+        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() knownvid=() knownvline=() mainpid=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
         `printf -v start '%(%s)T' -1`,
         // FILE...: one stat for all, each line `MODE USER:GROUP SIZE DEVICE INODE MTIME CTIME` into mode[FILE],
@@ -317,12 +337,20 @@ export function probeScript(query: ProbeQuery): string {
         `}`,
         // ARCH BINARY: the first line its --version prints, printable characters only.
         `version_line() { { ETCD_UNSUPPORTED_ARCH="$1" timeout 10 "$2" --version 2>/dev/null </dev/null || true; } | sed -n '1{s/[^[:print:]]//g;p;}'; }`,
+        // A binary whose identity is the one its known line was read at is not started; a binary's identity is
+        // printed, as a big file's, for the next run (unless probe_files did).
         `probe_version() {`,
-        `  local line=-`,
+        `  local line=- ctime`,
         `  if [ -x "$2" ]; then`,
-        `    line=$(version_line "$1" "$2")`,
+        `    if [[ -n \${knownvid[$2]:-} && \${knownvid[$2]} == "\${ident[$2]:-}" ]]; then line=\${knownvline[$2]}`,
+        `    else line=$(version_line "$1" "$2")`,
+        `    fi`,
         `  fi`,
         `  printf 'version %s %s\\n' "$2" "\${line:--}"`,
+        `  if [[ -n \${ident[$2]:-} && \${line:--} != - ]] && ! { [[ \${sum[$2]:-} =~ ^[0-9a-f]{64}$ ]] && ((\${size[$2]:-0} >= ${BIG_FILE})); }; then`,
+        `    ctime=\${ident[$2]##* }`,
+        `    if [[ $ctime =~ ^[0-9]+ ]] && ((\${ctime%.*} < start - 1)); then printf 'ident %s %s\\n' "\${ident[$2]}" "$2"; fi`,
+        `  fi`,
         `}`,
         // One ss for every port: each listener once (an address family or an address more is the same one), its
         // process and pid as \`users:(("NAME",pid=PID,fd=N))\`, its systemd service from its cgroup's path.
@@ -400,6 +428,7 @@ export function probeScript(query: ProbeQuery): string {
         `      port) ports+=("$rest") ;;
       argv) argvs+=("$rest") ;;`,
         `      sum) read -r s d i m c sha f <<<"$rest"; knownid[$f]="$s $d $i $m $c" knownsum[$f]=$sha ;;`,
+        `      vknown) read -r s d i m c f line <<<"$rest"; knownvid[$f]="$s $d $i $m $c" knownvline[$f]=$line ;;`,
         `      *) echo "unknown probe item: $kind" >&2; exit 2 ;;`,
         `    esac`,
         `  done <<'${QUERY_END}'`,
@@ -671,41 +700,72 @@ export function observe(host: Machine, want: Partial<ProbeQuery>): Promise<HostF
     return everyHost.then(all => all.get(host.name));
 }
 
+/** `{host: {path: value}}` of what each host's facts give (`keep`: the value for a path, or undefined), hosts with none left out. */
+function keptByHost(hosts: ProbedHosts, keep: (facts: HostFacts) => [string, string | undefined][]): Record<string, Record<string, string>> {
+    const kept: Record<string, Record<string, string>> = {};
+    for (const [host, facts] of hosts) {
+        const values = facts === undefined ? [] : keep(facts).filter((e): e is [string, string] => e[1] !== undefined);
+        if (values.length > 0) {
+            kept[host] = Object.fromEntries(values);
+        }
+    }
+    return kept;
+}
+
+/** A stack output of `keptByHost`'s shape, read back: anything else is ignored, as is a value `valid` refuses. */
+function readKept(value: unknown, valid: RegExp): Record<string, Record<string, string>> {
+    const kept: Record<string, Record<string, string>> = {};
+    if (typeof value !== "object" || value === null) {
+        return kept;
+    }
+    for (const [host, values] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof values === "object" && values !== null) {
+            kept[host] = Object.fromEntries(Object.entries(values as Record<string, unknown>)
+                .filter((entry): entry is [string, string] => typeof entry[1] === "string" && valid.test(entry[1])));
+        }
+    }
+    return kept;
+}
+
 /**
  * The sums of the big files the probes read or reused, by host and path, where the file has an identity: the
  * stack output `probeSums`, which the next run gives back to `useKnownSums`.
  */
 export function knownSums(hosts: ProbedHosts): Record<string, Record<string, string>> {
-    const sums: Record<string, Record<string, string>> = {};
-    for (const [host, facts] of hosts) {
-        const known = Object.entries(facts?.files ?? {}).flatMap(([file, f]) => {
-            const value = `${f.identity} ${f.sha256}`;
-            return f.identity !== undefined && KNOWN_SUM.test(value) ? [[file, value]] : [];
-        });
-        if (known.length > 0) {
-            sums[host] = Object.fromEntries(known);
-        }
-    }
-    return sums;
+    return keptByHost(hosts, facts => Object.entries(facts.files).map(([file, f]) => {
+        const value = `${f.identity} ${f.sha256}`;
+        return [file, f.identity !== undefined && KNOWN_SUM.test(value) ? value : undefined];
+    }));
+}
+
+/**
+ * The lines the binaries' `--version` printed, by host and binary, where the binary has an identity: the stack
+ * output `probeVersions`, which the next run gives back to `useKnownVersions`.
+ */
+export function knownVersions(hosts: ProbedHosts): Record<string, Record<string, string>> {
+    return keptByHost(hosts, facts => Object.entries(facts.versions).map(([binary, line]) => {
+        const value = `${facts.files[binary]?.identity} ${line}`;
+        return [binary, facts.files[binary]?.identity !== undefined && KNOWN_VERSION.test(value) ? value : undefined];
+    }));
 }
 
 let lastKnown: Record<string, Record<string, string>> = {};
+let lastKnownVersions: Record<string, Record<string, string>> = {};
 
 /**
  * The sums the last run's probes read (its stack output `probeSums`; anything else is ignored): this run's
  * probes do not read those files again while their identity holds (the Kubernetes binaries, about 300 MB a node).
  */
 export function useKnownSums(value: unknown): void {
-    lastKnown = {};
-    if (typeof value !== "object" || value === null) {
-        return;
-    }
-    for (const [host, sums] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof sums === "object" && sums !== null) {
-            lastKnown[host] = Object.fromEntries(Object.entries(sums as Record<string, unknown>)
-                .filter((entry): entry is [string, string] => typeof entry[1] === "string" && KNOWN_SUM.test(entry[1])));
-        }
-    }
+    lastKnown = readKept(value, KNOWN_SUM);
+}
+
+/**
+ * The version lines the last run's probes read (its stack output `probeVersions`; anything else is ignored):
+ * this run's probes do not start those binaries again while their identity holds.
+ */
+export function useKnownVersions(value: unknown): void {
+    lastKnownVersions = readKept(value, KNOWN_VERSION);
 }
 
 /** Every host's facts, once probed (rejected, naming each host, when a probe failed). */
@@ -763,7 +823,8 @@ export async function startProbes(): Promise<void> {
         const t0 = Date.now();
         try {
             const known = lastKnown[h.host.name];
-            return await probe(h.host, known === undefined ? h.query : { ...h.query, known });
+            const knownVersions = lastKnownVersions[h.host.name];
+            return await probe(h.host, { ...h.query, ...(known && { known }), ...(knownVersions && { knownVersions }) });
         } finally {
             void debug(`probe of ${h.host.name}: ${Date.now() - t0} ms`);
         }

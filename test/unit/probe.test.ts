@@ -13,7 +13,7 @@ import { localSshLines } from "../../components/remote/ssh";
 import { DEFAULTS } from "../../components/config";
 import { Expectation, factsInSync, isInSync, nextMarker, observedLine, probeQueryOf, withDriftMarker } from "../../components/remote/drift";
 import {
-    emptyFacts, emptyQuery, HostFacts, knownSums, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable,
+    emptyFacts, emptyQuery, HostFacts, knownSums, knownVersions, parseProbeOutput, ProbeQuery, probeQueryLines, probeScript, ProbeUnavailable,
     sshProbeRunner,
 } from "../../components/remote/probe";
 import { sharedConnectionDir, sharedConnectionOptions, sharedConnectionSocket, sshOptionGroups } from "../../components/remote/ssh";
@@ -23,6 +23,12 @@ import { fakeEnv, fakePrograms, scratchDir } from "./scratch";
 const scratch = () => scratchDir("probe");
 const sha = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
 const query = (q: Partial<ProbeQuery>): ProbeQuery => ({ ...emptyQuery(), ...q });
+/** The probe's script run for real here with bash, its output parsed. */
+function runProbe(q: Partial<ProbeQuery>): HostFacts {
+    const run = spawnSync("bash", ["-s"], { input: probeScript(query(q)), encoding: "utf8" });
+    assert.equal(run.status, 0, run.stderr);
+    return parseProbeOutput(run.stdout);
+}
 
 describe("the probe script", () => {
     test("reports each file's sha256, mode and owner, a directory, a missing file; never a content", () => {
@@ -303,11 +309,6 @@ describe("the probe script", () => {
     });
 
     test("a big file's sum read before is not read again while its identity holds; a file changed within the second has none", () => {
-        const runProbe = (q: Partial<ProbeQuery>) => {
-            const run = spawnSync("bash", ["-s"], { input: probeScript(query(q)), encoding: "utf8" });
-            assert.equal(run.status, 0, run.stderr);
-            return parseProbeOutput(run.stdout);
-        };
         // A big file unchanged for long: this very Node.js binary, read only.
         const old = process.execPath;
         const real = crypto.createHash("sha256").update(fs.readFileSync(old)).digest("hex");
@@ -349,6 +350,41 @@ describe("the probe script", () => {
         ]);
         const kept = knownSums(hosts);
         assert.deepEqual(kept, { control0: { "/usr/local/bin/kube-apiserver": `${identity} ${"e".repeat(64)}` } });
+    });
+
+    test("a binary's --version line read before is not read again while its identity holds, hashed or only stat'ed", () => {
+        // Two old binaries: this very Node.js, big and hashed (its identity from the files' probe), and env, small
+        // and only stat'ed (its identity from the versions' probe).
+        const node = process.execPath;
+        const env = fs.realpathSync("/usr/bin/env");
+        const asked = { files: [node], stats: [env], versions: [node, env].map(binary => ({ binary, arch: "amd64" })) };
+        const first = runProbe(asked);
+        assert.equal(first.versions[node], process.version);
+        assert.match(first.versions[env], /^env \(GNU coreutils\) /);
+        const identity = (binary: string) => first.files[binary].identity!;
+        assert.match(identity(env), /^[0-9]+ [0-9]+ [0-9]+ [0-9]+\.[0-9]{9} [0-9]+\.[0-9]{9}$/);
+        assert.equal(identity(env).split(" ")[0], String(fs.statSync(env).size));
+        // Given back with other lines: those are reported, so neither binary was started.
+        const given = { [node]: `${identity(node)} v0.0.1-given`, [env]: `${identity(env)} env (given) 0.1` };
+        assert.deepEqual(runProbe({ ...asked, knownVersions: given }).versions, { [node]: "v0.0.1-given", [env]: "env (given) 0.1" });
+        // Another identity (another inode, or any write): started again.
+        const [size, device, inode, mtime, ctime] = identity(env).split(" ");
+        const moved = { [env]: `${size} ${device} ${Number(inode) + 1} ${mtime} ${ctime} env (given) 0.1` };
+        assert.equal(runProbe({ ...asked, knownVersions: moved }).versions[env], first.versions[env]);
+        // A binary just written has no identity to keep, and its line given for an older identity is not used.
+        const fresh = path.join(scratch(), "kube-apiserver");
+        fs.copyFileSync(env, fresh);
+        fs.chmodSync(fresh, 0o755);
+        const now = runProbe({ stats: [fresh], versions: [{ binary: fresh, arch: "amd64" }], knownVersions: { [fresh]: given[env] } });
+        assert.deepEqual([now.versions[fresh], now.files[fresh].identity], [first.versions[env], undefined]);
+        // A line for a binary not asked, or not a known line, is not sent.
+        assert.doesNotMatch(probeScript(query({ ...asked, versions: [], knownVersions: given })), /^vknown /m);
+        assert.doesNotMatch(probeScript(query({ ...asked, knownVersions: { [env]: `not an identity ${first.versions[env]}` } })), /^vknown /m);
+        assert.match(probeScript(query({ ...asked, knownVersions: given })), /^vknown [0-9. ]+ \S+ env \(given\) 0\.1$/m);
+
+        // Kept for the next run: the lines of binaries with an identity, by host.
+        const kept = knownVersions(new Map<string, HostFacts | undefined>([["control0", first], ["control1", now], ["gateway", undefined]]));
+        assert.deepEqual(kept, { control0: { [node]: `${identity(node)} ${process.version}`, [env]: `${identity(env)} ${first.versions[env]}` } });
     });
 });
 
