@@ -241,7 +241,7 @@ export function probeScript(query: ProbeQuery): string {
     return script(
         `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
         `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=() argvs=()`,
-        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() knownvid=() knownvline=() mainpid=()`,
+        `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() knownvid=() knownvline=() identsaid=() mainpid=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
         `printf -v start '%(%s)T' -1`,
         // FILE...: one stat for all, each line `MODE USER:GROUP SIZE DEVICE INODE MTIME CTIME` into mode[FILE],
@@ -272,8 +272,16 @@ export function probeScript(query: ProbeQuery): string {
         `  fi`,
         `  for ((i = 1; i <= $#; i++)); do line=\${lines[i - 1]#\\\\}; sum[\${!i}]=\${line%% *}; done`,
         `}`,
+        // FILE: its identity line, once a run, once its ctime is a second older than the probe's start.
+        `ident_line() {`,
+        `  local ctime=\${ident[$1]:-}`,
+        `  ctime=\${ctime##* }`,
+        `  [[ -z \${identsaid[$1]:-} && $ctime =~ ^[0-9]+ ]] && ((\${ctime%.*} < start - 1)) || return 0`,
+        `  identsaid[$1]=1`,
+        `  printf 'ident %s %s\\n' "\${ident[$1]}" "$1"`,
+        `}`,
         `probe_files() {`,
-        `  local f kind ctime big=() small=()`,
+        `  local f kind big=() small=()`,
         `  for f in "\${files[@]}"; do`,
         `    kind=\${f%% *} f=\${f#* }`,
         `    if [ -d "$f" ]; then sum[$f]=dir stats+=("$f")`,
@@ -293,11 +301,8 @@ export function probeScript(query: ProbeQuery): string {
         `  for f in "\${files[@]}"; do`,
         `    f=\${f#* }`,
         `    printf 'file %s %s %s\\n' "\${sum[$f]:--}" "\${mode[$f]:-- -}" "$f"`,
-        // A big file's identity, once its ctime is a second older than the probe's start.
-        `    if [[ \${sum[$f]:-} =~ ^[0-9a-f]{64}$ ]] && ((\${size[$f]:-0} >= ${BIG_FILE})); then`,
-        `      ctime=\${ident[$f]##* }`,
-        `      if ((\${ctime%.*} < start - 1)); then printf 'ident %s %s\\n' "\${ident[$f]}" "$f"; fi`,
-        `    fi`,
+        // A big file's identity.
+        `    if [[ \${sum[$f]:-} =~ ^[0-9a-f]{64}$ ]] && ((\${size[$f]:-0} >= ${BIG_FILE})); then ident_line "$f"; fi`,
         `  done`,
         `}`,
         // One systemctl for every unit: blocks of NAME=VALUE lines, a blank line between units, in the order given;
@@ -338,19 +343,16 @@ export function probeScript(query: ProbeQuery): string {
         // ARCH BINARY: the first line its --version prints, printable characters only.
         `version_line() { { ETCD_UNSUPPORTED_ARCH="$1" timeout 10 "$2" --version 2>/dev/null </dev/null || true; } | sed -n '1{s/[^[:print:]]//g;p;}'; }`,
         // A binary whose identity is the one its known line was read at is not started; a binary's identity is
-        // printed, as a big file's, for the next run (unless probe_files did).
+        // printed, as a big file's, for the next run.
         `probe_version() {`,
-        `  local line=- ctime`,
+        `  local line=-`,
         `  if [ -x "$2" ]; then`,
         `    if [[ -n \${knownvid[$2]:-} && \${knownvid[$2]} == "\${ident[$2]:-}" ]]; then line=\${knownvline[$2]}`,
         `    else line=$(version_line "$1" "$2")`,
         `    fi`,
         `  fi`,
         `  printf 'version %s %s\\n' "$2" "\${line:--}"`,
-        `  if [[ -n \${ident[$2]:-} && \${line:--} != - ]] && ! { [[ \${sum[$2]:-} =~ ^[0-9a-f]{64}$ ]] && ((\${size[$2]:-0} >= ${BIG_FILE})); }; then`,
-        `    ctime=\${ident[$2]##* }`,
-        `    if [[ $ctime =~ ^[0-9]+ ]] && ((\${ctime%.*} < start - 1)); then printf 'ident %s %s\\n' "\${ident[$2]}" "$2"; fi`,
-        `  fi`,
+        `  if [[ \${line:--} != - ]]; then ident_line "$2"; fi`,
         `}`,
         // One ss for every port: each listener once (an address family or an address more is the same one), its
         // process and pid as \`users:(("NAME",pid=PID,fd=N))\`, its systemd service from its cgroup's path.

@@ -18,15 +18,14 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${KCP_CACHE:-/var/cache/kcp}"
 ACTIONLINT_VERSION="v1.7.12"
-export PULUMI_HOME="${PULUMI_HOME:-$HOME/.pulumi}"
-export PATH="$PULUMI_HOME/bin:$PATH"
+# The engine's environment as the lab scripts have it (the CLI in PULUMI_HOME, no update checks or plugin
+# downloads, diffs in parallel), with this suite's own passphrase.
+# shellcheck source=scripts/pulumi-env.sh
+source "$ROOT/scripts/pulumi-env.sh"
 if ! command -v go >/dev/null 2>&1; then
     export PATH="$PATH:/usr/local/go/bin"
 fi
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
-# As the lab scripts and the pull-request workflow run the engine (scripts/pulumi-env.sh).
-export PULUMI_PARALLEL_DIFF=true
 export PULUMI_CONFIG_PASSPHRASE="kcp-engine-test-only"
 export GOCACHE="${GOCACHE:-$CACHE/go-build}" GOTOOLCHAIN=local
 
