@@ -111,6 +111,15 @@ export interface ClusterConfig {
      * within 0.5-1.6 s of SIGTERM in 11 stops by hand there, none of 308 requests failing under 6 of them.
      */
     apiServerShutdownDelaySeconds: number;
+    /**
+     * The port each etcd member serves its HTTP endpoints on (`/health`, `/metrics`, `/version`; TLS with client
+     * certificates, as its client port), apart from its client port, which then serves gRPC alone
+     * (`--listen-client-http-urls`, etcd 3.5.8 and later; 0, or an older etcd: the seed's one port for both).
+     * etcd stops a gRPC server that has the port to itself gracefully: the requests in flight through a member
+     * that restarts are answered, and its clients are told to go elsewhere; the seed's shared port makes etcd
+     * stop it at once, and kube-apiserver passes what its client got then on as a 500 (README: Day 2). Default 2382.
+     */
+    etcdClientHttpPort: number;
     /** Extra or overriding flags per component. */
     etcdExtraArgs: ExtraArgs;
     apiServerExtraArgs: ExtraArgs;
@@ -169,6 +178,7 @@ export const DEFAULTS: ClusterConfig = {
     healthTimeoutSeconds: 180,
     lbHealthCheckPath: "/readyz",
     apiServerShutdownDelaySeconds: 3,
+    etcdClientHttpPort: 2382,
     etcdExtraArgs: {},
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
@@ -211,6 +221,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     healthTimeoutSeconds: "Seconds a health gate waits for a component before failing.",
     lbHealthCheckPath: "Path ldirectord checks on each API server (seed: /healthz); /readyz takes a stopping API server out before it stops listening.",
     apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain, for a stop the program did not drain (by hand, a reboot); 0: the seed's flags.",
+    etcdClientHttpPort: "Port of etcd's HTTP endpoints (health, metrics) apart from its client port, which then serves gRPC alone and is stopped gracefully (etcd 3.5.8 and later); 0: the seed's one port.",
     etcdExtraArgs: "Extra or overriding etcd flags: flag name without -- mapped to its value.",
     apiServerExtraArgs: "Extra or overriding kube-apiserver flags: flag name without -- mapped to its value.",
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",
@@ -356,6 +367,13 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     };
     checkPort("apiPort", config.apiPort);
     checkPort("sshPort", config.sshPort);
+    if (config.etcdClientHttpPort !== 0) {
+        checkPort("etcdClientHttpPort", config.etcdClientHttpPort);
+        // etcd's client and peer ports, the API's, the controller manager's and the scheduler's.
+        if ([2379, 2380, config.apiPort, 10257, 10259].includes(config.etcdClientHttpPort)) {
+            fail("etcdClientHttpPort", `${config.etcdClientHttpPort} is a port another daemon of the control plane listens on`);
+        }
+    }
 
     // Networks: one block, or two of different families (dual-stack), as Kubernetes 1.28 takes them.
     const blocks = (name: "serviceCidr" | "clusterCidr", example: string): Cidr[] => {

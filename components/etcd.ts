@@ -2,7 +2,7 @@
 // dir, the unit, started without blocking; `EtcdClusterHealth` then waits until every member is healthy.
 import * as pulumi from "@pulumi/pulumi";
 import { etcdBinaries } from "./artifacts";
-import { ClusterConfig, Machine } from "./config";
+import { ClusterConfig, Machine, versionParts } from "./config";
 import { initialCluster, Joiner, MemberJoin, memberAddLines, promotionProbe } from "./membership";
 import { PkiFiles } from "./pki";
 import { etcdServiceEntries, etcdUser, pkiFileMode, profileFlags, systemUserScripts, unitFileMode } from "./profile";
@@ -26,16 +26,27 @@ export const ETCD_PEER_PORT = 2380;
 export const peerUrl = (node: Machine) => `https://${node.address}:${ETCD_PEER_PORT}`;
 export const clientUrl = (node: Machine) => `https://${node.address}:${ETCD_CLIENT_PORT}`;
 
+/**
+ * The port of a member's HTTP endpoints apart from its client port (`etcdClientHttpPort`), where the release
+ * has `--listen-client-http-urls` (etcd 3.5.8 and later); undefined: the seed's one port for gRPC and HTTP.
+ */
+export function etcdHttpPort(config: ClusterConfig): number | undefined {
+    const [major, minor, patch] = versionParts(config.etcdVersion);
+    const hasFlag = major > 3 || (major === 3 && (minor > 5 || (minor === 5 && patch >= 8)));
+    return config.etcdClientHttpPort > 0 && hasFlag ? config.etcdClientHttpPort : undefined;
+}
+
 /** How a member of a new cluster starts: every node, state `new` (the seed's flags). */
 export function bootstrapJoin(config: ClusterConfig): MemberJoin {
     return { initialCluster: initialCluster(config.nodes), state: "new" };
 }
 
 /**
- * The seed's etcd.service for one member. `join` gives `--initial-cluster` and `--initial-cluster-state`,
+ * The seed's etcd.service for one member, its HTTP endpoints on a port of their own (`etcdHttpPort`). `join` gives `--initial-cluster` and `--initial-cluster-state`,
  * which etcd reads only on a member's first start (components/membership.ts): the seed's for a new cluster.
  */
 export function renderEtcdUnit(config: ClusterConfig, node: Machine, join: MemberJoin = bootstrapJoin(config)): string {
+    const httpPort = etcdHttpPort(config);
     return renderServiceUnit({
         description: "etcd",
         documentation: "https://github.com/coreos",
@@ -56,6 +67,9 @@ export function renderEtcdUnit(config: ClusterConfig, node: Machine, join: Membe
                 ["initial-advertise-peer-urls", peerUrl(node)],
                 ["listen-peer-urls", peerUrl(node)],
                 ["listen-client-urls", `${clientUrl(node)},https://127.0.0.1:${ETCD_CLIENT_PORT}`],
+                // The client port serves gRPC alone, which etcd then stops gracefully (etcdClientHttpPort).
+                ...(httpPort === undefined ? [] :
+                    [["listen-client-http-urls", `https://${node.address}:${httpPort},https://127.0.0.1:${httpPort}`] as [string, string]]),
                 ["advertise-client-urls", clientUrl(node)],
                 ["initial-cluster-token", config.etcdClusterToken],
                 ["initial-cluster", join.initialCluster],

@@ -12,7 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig, CONFIG_NAMESPACE, Machine, versionParts } from "./config";
 import { CONTROLLER_MANAGER_PORT } from "./controllerManager";
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from "./etcd";
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdHttpPort } from "./etcd";
 import { SCHEDULER_PORT } from "./scheduler";
 import { Host } from "./remote/host";
 import { childOptions } from "./remote/options";
@@ -85,9 +85,12 @@ export interface ControlPlanePort {
 
 /** The ports every control node's daemons listen on. */
 export function controlPlanePorts(config: ClusterConfig): ControlPlanePort[] {
+    const etcdHttp = etcdHttpPort(config);
     return [
         { port: ETCD_CLIENT_PORT, unit: "etcd.service", what: "etcd's client port" },
         { port: ETCD_PEER_PORT, unit: "etcd.service", what: "etcd's peer port" },
+        ...(etcdHttp === undefined ? [] :
+            [{ port: etcdHttp, unit: "etcd.service", what: `etcd's HTTP port (${CONFIG_NAMESPACE}:etcdClientHttpPort)` }]),
         { port: config.apiPort, unit: "kube-apiserver.service", what: `the API server's port (${CONFIG_NAMESPACE}:apiPort)` },
         { port: CONTROLLER_MANAGER_PORT, unit: "kube-controller-manager.service", what: "the controller manager's port" },
         { port: SCHEDULER_PORT, unit: "kube-scheduler.service", what: "the scheduler's port" },

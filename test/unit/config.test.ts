@@ -72,6 +72,8 @@ const BAD: [string, Record<string, unknown>, RegExp][] = [
     ["a wrong type", { apiPort: "6443" }, /control-plane:apiPort: expected a number, got a string/],
     ["an unknown key", { vipname: "k8s" }, /control-plane:vipname: unknown key/],
     ["an unknown profile", { profile: "cis" }, /control-plane:profile: unknown profile "cis" \(known: seed, hardened\)/],
+    ["etcd's HTTP port on its peer port", { etcdClientHttpPort: 2380 }, /control-plane:etcdClientHttpPort: 2380 is a port another daemon of the control plane listens on/],
+    ["etcd's HTTP port past 65535", { etcdClientHttpPort: 70000 }, /control-plane:etcdClientHttpPort: 70000 is not a TCP port/],
     ["a bad dial limit", { sshDialAttempts: 0 }, /control-plane:sshDialAttempts: 0 is not a whole number from 1 to 20/],
     // IPv6 and dual-stack: what Kubernetes 1.28 refuses, and what this design cannot serve yet, each said so.
     ["an IPv4 address with a leading zero", { vip: "192.168.01.21" }, /control-plane:vip: "192.168.01.21" is not an IPv4 address/],

@@ -267,7 +267,7 @@ describe("refusals before any resource is registered", () => {
         const run = runProgram(devConfig(), { probe: { hosts: withVersions("1.28.3", "3.5.9") } });
         assert.equal(run.error, undefined, run.error);
         for (const p of run.probes) {
-            assert.deepEqual(p.query.ports, p.host === "gateway" ? [] : [2379, 2380, 6443, 10257, 10259], p.host);
+            assert.deepEqual(p.query.ports, p.host === "gateway" ? [] : [2379, 2380, 2382, 6443, 10257, 10259], p.host);
         }
     });
 

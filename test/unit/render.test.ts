@@ -15,8 +15,8 @@ import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
 
 const seed = seedFiles();
 const control0 = DEFAULTS.nodes[0];
-/** The chapter exactly: the two keys whose defaults serve rolling changes, at the seed's values. */
-const SEED_CONFIG = { ...DEFAULTS, lbHealthCheckPath: "/healthz", apiServerShutdownDelaySeconds: 0 };
+/** The chapter exactly: the three keys whose defaults serve rolling changes, at the seed's values. */
+const SEED_CONFIG = { ...DEFAULTS, lbHealthCheckPath: "/healthz", apiServerShutdownDelaySeconds: 0, etcdClientHttpPort: 0 };
 
 function assertSameUnit(rendered: string, seedPath: string): void {
     assert.ok(seed[seedPath], `the seed writes ${seedPath}`);
@@ -39,7 +39,21 @@ test("the seed's heredocs are all found", () => {
 });
 
 test("etcd.service matches the seed's, flag by flag", () => {
-    assertSameUnit(renderEtcdUnit(DEFAULTS, control0), "/etc/systemd/system/etcd.service");
+    assertSameUnit(renderEtcdUnit(SEED_CONFIG, control0), "/etc/systemd/system/etcd.service");
+});
+
+test("by default etcd serves HTTP on a port of its own, its client port gRPC alone; the seed's one port before 3.5.8", () => {
+    const ours = parseUnit(renderEtcdUnit(DEFAULTS, control0)).flags;
+    const theirs = parseUnit(seed["/etc/systemd/system/etcd.service"]).flags;
+    const after = theirs.findIndex(f => f.startsWith("--listen-client-urls=")) + 1;
+    assert.ok(after > 0, "the seed's etcd has --listen-client-urls");
+    assert.deepEqual(ours, [...theirs.slice(0, after),
+        "--listen-client-http-urls=https://192.168.1.11:2382,https://127.0.0.1:2382", ...theirs.slice(after)]);
+    for (const etcdVersion of ["3.5.7", "3.4.30"]) {
+        assert.deepEqual(parseUnit(renderEtcdUnit({ ...DEFAULTS, etcdVersion }, control0)).flags, theirs, etcdVersion);
+    }
+    assert.ok(parseUnit(renderEtcdUnit({ ...DEFAULTS, etcdVersion: "3.6.0" }, control0)).flags
+        .some(f => f.startsWith("--listen-client-http-urls=")), "3.6 has the flag too");
 });
 
 test("kube-apiserver.service matches the seed's, flag by flag", () => {
