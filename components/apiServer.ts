@@ -39,7 +39,17 @@ export function shutdownFlags(config: ClusterConfig): [string, string][] {
     ];
 }
 
-/** The seed's kube-apiserver.service for one node, with `shutdownFlags` last. */
+/**
+ * etcd's client in kube-apiserver retries a read that a member answers `Unavailable` (a leader change, a stop)
+ * unless APIServerTracing, beta and on by default from Kubernetes 1.27 and locked on from 1.34, replaces its
+ * retrying interceptor with the tracing one (`etcdClientRetries`): the gate off where it can be.
+ */
+export function etcdClientRetryFlags(config: ClusterConfig): [string, string][] {
+    const minor = versionParts(config.kubernetesVersion)[1];
+    return config.etcdClientRetries && minor >= 27 && minor <= 33 ? [["feature-gates", "APIServerTracing=false"]] : [];
+}
+
+/** The seed's kube-apiserver.service for one node, with `etcdClientRetryFlags` and `shutdownFlags` last. */
 export function renderApiServerUnit(config: ClusterConfig, node: Machine): string {
     return renderServiceUnit({
         description: "Kubernetes API Server",
@@ -78,6 +88,7 @@ export function renderApiServerUnit(config: ClusterConfig, node: Machine): strin
                 ["tls-private-key-file", k8s("kubernetes-key.pem")],
                 ...(config.apiPort === 6443 ? [] : [["secure-port", config.apiPort] as [string, number]]),
                 ["v", config.logLevel],
+                ...etcdClientRetryFlags(config),
                 ...shutdownFlags(config),
             ]), config.apiServerExtraArgs)),
         },

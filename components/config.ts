@@ -120,6 +120,15 @@ export interface ClusterConfig {
      * stop it at once, and kube-apiserver passes what its client got then on as a 500 (README: Day 2). Default 2382.
      */
     etcdClientHttpPort: number;
+    /**
+     * kube-apiserver retries a read that etcd answers `Unavailable` (`etcdserver: leader changed` when the leader
+     * changes under it, a member that stops) on another member, as etcd's client does by itself: on Kubernetes
+     * 1.27-1.33 that takes `--feature-gates=APIServerTracing=false`, since the tracing interceptor that the gate
+     * (beta, on by default there) adds to the etcd client replaces the client's retrying one (grpc-go keeps one
+     * unary interceptor: k8s.io/apiserver storagebackend/factory/etcd3.go), and the error goes to the API's client as
+     * a 500 (kubernetes/kubernetes#112152). false: the seed's flags. Default true.
+     */
+    etcdClientRetries: boolean;
     /** Extra or overriding flags per component. */
     etcdExtraArgs: ExtraArgs;
     apiServerExtraArgs: ExtraArgs;
@@ -179,6 +188,7 @@ export const DEFAULTS: ClusterConfig = {
     lbHealthCheckPath: "/readyz",
     apiServerShutdownDelaySeconds: 3,
     etcdClientHttpPort: 2382,
+    etcdClientRetries: true,
     etcdExtraArgs: {},
     apiServerExtraArgs: {},
     controllerManagerExtraArgs: {},
@@ -222,6 +232,7 @@ export const DESCRIPTIONS: Record<keyof ClusterConfig, string> = {
     lbHealthCheckPath: "Path ldirectord checks on each API server (seed: /healthz); /readyz takes a stopping API server out before it stops listening.",
     apiServerShutdownDelaySeconds: "Seconds a stopping API server keeps serving after /readyz fails, then lets watches drain, for a stop the program did not drain (by hand, a reboot); 0: the seed's flags.",
     etcdClientHttpPort: "Port of etcd's HTTP endpoints (health, metrics) apart from its client port, which then serves gRPC alone and is stopped gracefully (etcd 3.5.8 and later); 0: the seed's one port.",
+    etcdClientRetries: "kube-apiserver retries a read etcd answers Unavailable (a leader change) on another member: on Kubernetes 1.27-1.33, --feature-gates=APIServerTracing=false, whose tracing interceptor replaces etcd's client's retrying one; false: the seed's flags.",
     etcdExtraArgs: "Extra or overriding etcd flags: flag name without -- mapped to its value.",
     apiServerExtraArgs: "Extra or overriding kube-apiserver flags: flag name without -- mapped to its value.",
     controllerManagerExtraArgs: "Extra or overriding kube-controller-manager flags: flag name without -- mapped to its value.",

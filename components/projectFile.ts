@@ -10,6 +10,9 @@ function declaration(value: unknown): { [key: string]: YamlValue } {
     if (typeof value === "number") {
         return { type: "integer", default: value };
     }
+    if (typeof value === "boolean") {
+        return { type: "boolean", default: value };
+    }
     // Lists of objects and maps have no simple Pulumi config type: declared by their default alone.
     return { default: value as YamlValue };
 }

@@ -8,10 +8,7 @@
 #                          active and how many of the load balancer's real servers are not at weight 1.
 #                        It returns once both run: the first request answered, each host's first sample taken
 #                        (traffic_started).
-#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_LEADER_CHANGED (the failed
-#                        requests that kube-apiserver answered with a 500 passing on "etcdserver: leader changed",
-#                        which etcd's client got for a quorum read in flight when the leader changed:
-#                        kubernetes/kubernetes#112152), TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
+#   traffic_stop NAME    ends both and sets TRAFFIC_SENT, TRAFFIC_FAILED, TRAFFIC_ETCD_DOWN and TRAFFIC_LB_DOWN
 #                        (the most down in one second, and at one sample of the gateway); the failed requests' errors (curl's, or
 #                        the status and the start of the body) are in $work/traffic-NAME.errors.
 # Needs $work/ca.pem and $work/admin.kubeconfig (the stack outputs), and kubectl in $work/bin.
@@ -129,6 +126,5 @@ traffic_stop() {
   wait "${TRAFFIC_PIDS[@]}" || true
   read -r TRAFFIC_SENT TRAFFIC_FAILED <"$work/traffic-$name.requests" || TRAFFIC_SENT=0 TRAFFIC_FAILED=0
   traffic_most_down "$name"
-  TRAFFIC_LEADER_CHANGED=$(grep -c 'HTTP 500 .*"message": "etcdserver: leader changed"' "$work/traffic-$name.errors" || true)
-  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_LEADER_CHANGED TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
+  export TRAFFIC_SENT TRAFFIC_FAILED TRAFFIC_ETCD_DOWN TRAFFIC_LB_DOWN
 }

@@ -15,8 +15,9 @@ import { parseUnit, seedArpSysctl, seedFiles } from "./seed";
 
 const seed = seedFiles();
 const control0 = DEFAULTS.nodes[0];
-/** The chapter exactly: the three keys whose defaults serve rolling changes, at the seed's values. */
-const SEED_CONFIG = { ...DEFAULTS, lbHealthCheckPath: "/healthz", apiServerShutdownDelaySeconds: 0, etcdClientHttpPort: 0 };
+/** The chapter exactly: the four keys whose defaults serve rolling changes, at the seed's values. */
+const SEED_CONFIG = { ...DEFAULTS, lbHealthCheckPath: "/healthz", apiServerShutdownDelaySeconds: 0, etcdClientHttpPort: 0,
+    etcdClientRetries: false };
 
 function assertSameUnit(rendered: string, seedPath: string): void {
     assert.ok(seed[seedPath], `the seed writes ${seedPath}`);
@@ -63,9 +64,22 @@ test("kube-apiserver.service matches the seed's, flag by flag", () => {
 test("by default a stopping API server keeps serving for 5s after /readyz fails, then drains its watches", () => {
     const ours = parseUnit(renderApiServerUnit(DEFAULTS, control0)).flags;
     const theirs = parseUnit(seed["/etc/systemd/system/kube-apiserver.service"]).flags;
-    assert.deepEqual(ours, [...theirs, "--shutdown-delay-duration=3s", "--shutdown-watch-termination-grace-period=3s"]);
+    assert.deepEqual(ours, [...theirs, "--feature-gates=APIServerTracing=false",
+        "--shutdown-delay-duration=3s", "--shutdown-watch-termination-grace-period=3s"]);
     const old = parseUnit(renderApiServerUnit({ ...DEFAULTS, kubernetesVersion: "1.26.9" }, control0)).flags;
-    assert.deepEqual(old.slice(theirs.length), ["--shutdown-delay-duration=3s"], "no watch grace flag before 1.27");
+    assert.deepEqual(old.slice(theirs.length), ["--shutdown-delay-duration=3s"],
+        "no watch grace flag before 1.27, nor the tracing gate, off by default before 1.27");
+});
+
+test("by default etcd's client in kube-apiserver keeps retrying: the tracing gate off from 1.27 until it is locked on (1.34)", () => {
+    const gate = (config: typeof DEFAULTS) => parseUnit(renderApiServerUnit(config, control0)).flags
+        .filter(f => f.startsWith("--feature-gates="));
+    assert.deepEqual(gate(DEFAULTS), ["--feature-gates=APIServerTracing=false"]);
+    assert.deepEqual(gate({ ...DEFAULTS, kubernetesVersion: "1.33.1" }), ["--feature-gates=APIServerTracing=false"]);
+    assert.deepEqual(gate({ ...DEFAULTS, kubernetesVersion: "1.34.0" }), [], "locked on: the flag would be refused");
+    assert.deepEqual(gate({ ...DEFAULTS, etcdClientRetries: false }), [], "false: the seed's flags");
+    assert.deepEqual(gate({ ...DEFAULTS, apiServerExtraArgs: { "feature-gates": "Foo=true" } }), ["--feature-gates=Foo=true"],
+        "an operator's feature gates replace the flag");
 });
 
 test("kube-controller-manager.service matches the seed's and runs its own binary", () => {
