@@ -378,12 +378,9 @@ export function validateConfig(raw: Record<string, unknown>, files: LocalFiles):
     };
     checkPort("apiPort", config.apiPort);
     checkPort("sshPort", config.sshPort);
+    // A port another daemon listens on too is refused by the preflight's portClashes (stack.ts).
     if (config.etcdClientHttpPort !== 0) {
         checkPort("etcdClientHttpPort", config.etcdClientHttpPort);
-        // etcd's client and peer ports, the API's, the controller manager's and the scheduler's.
-        if ([2379, 2380, config.apiPort, 10257, 10259].includes(config.etcdClientHttpPort)) {
-            fail("etcdClientHttpPort", `${config.etcdClientHttpPort} is a port another daemon of the control plane listens on`);
-        }
     }
 
     // Networks: one block, or two of different families (dual-stack), as Kubernetes 1.28 takes them.

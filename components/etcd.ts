@@ -42,8 +42,9 @@ export function bootstrapJoin(config: ClusterConfig): MemberJoin {
 }
 
 /**
- * The seed's etcd.service for one member, its HTTP endpoints on a port of their own (`etcdHttpPort`). `join` gives `--initial-cluster` and `--initial-cluster-state`,
- * which etcd reads only on a member's first start (components/membership.ts): the seed's for a new cluster.
+ * The seed's etcd.service for one member, its HTTP endpoints on a port of their own (`etcdHttpPort`). `join`
+ * gives `--initial-cluster` and `--initial-cluster-state`, which etcd reads only on a member's first start
+ * (components/membership.ts): the seed's for a new cluster.
  */
 export function renderEtcdUnit(config: ClusterConfig, node: Machine, join: MemberJoin = bootstrapJoin(config)): string {
     const httpPort = etcdHttpPort(config);

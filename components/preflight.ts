@@ -97,6 +97,13 @@ export function controlPlanePorts(config: ClusterConfig): ControlPlanePort[] {
     ];
 }
 
+/** Two daemons of a control node on one port (`apiPort` or `etcdClientHttpPort` set to another's), in words. */
+export function portClashes(config: ClusterConfig): string[] {
+    const ports = controlPlanePorts(config);
+    return ports.flatMap((p, i) => ports.slice(0, i).filter(q => q.port === p.port)
+        .map(q => `${p.what} and ${q.what} are the same port, ${p.port}: each daemon needs its own`));
+}
+
 // A listener `ss` names no process for (one the kernel holds, or one that stayed after its process while the
 // probe read it again for 2 s) is said so, not as `- (pid -)`.
 const holder = (l: Listener) => l.pid === "-" ? "a listening socket no process holds"

@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { CONFIG_KEYS, CONFIG_NAMESPACE, ClusterConfig, DEFAULTS, expandHome, validateConfig } from "./config";
 import { SshAccess, sshAccess } from "./remote/host";
 import { asList } from "./remote/options";
+import { portClashes } from "./preflight";
 import { refusal } from "./traces";
 
 // Whether a config value is a secret in the stack file (the SDK's own check, which it does not export in its
@@ -51,7 +52,7 @@ export function loadStack(): Stack {
     const keyPath = expandHome(config.sshPrivateKeyPath);
     const keyFound = fs.existsSync(keyPath);
     const preview = pulumi.runtime.isDryRun();
-    const problems = [...parseErrors, ...errors];
+    const problems = [...parseErrors, ...errors, ...(errors.length > 0 ? [] : portClashes(config))];
     // The encryption key decrypts every Secret in the cluster: it may only come from the stack's secret config.
     if (config.encryptionKey !== "" && !isConfigSecret(`${CONFIG_NAMESPACE}:encryptionKey`)) {
         problems.push(`${CONFIG_NAMESPACE}:encryptionKey: is stored in plain text in the stack file; ` +

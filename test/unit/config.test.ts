@@ -6,7 +6,9 @@ import * as path from "path";
 import { test } from "node:test";
 import { CONFIG_KEYS, DEFAULTS, validateConfig } from "../../components/config";
 import { firstServiceIP, parseAddress, parseCidr } from "../../components/net";
+import { portClashes } from "../../components/preflight";
 import { renderProjectFile } from "../../components/projectFile";
+import { devConfig, runProgram } from "./program";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const noFiles = { exists: () => false };
@@ -72,7 +74,6 @@ const BAD: [string, Record<string, unknown>, RegExp][] = [
     ["a wrong type", { apiPort: "6443" }, /control-plane:apiPort: expected a number, got a string/],
     ["an unknown key", { vipname: "k8s" }, /control-plane:vipname: unknown key/],
     ["an unknown profile", { profile: "cis" }, /control-plane:profile: unknown profile "cis" \(known: seed, hardened\)/],
-    ["etcd's HTTP port on its peer port", { etcdClientHttpPort: 2380 }, /control-plane:etcdClientHttpPort: 2380 is a port another daemon of the control plane listens on/],
     ["etcd's HTTP port past 65535", { etcdClientHttpPort: 70000 }, /control-plane:etcdClientHttpPort: 70000 is not a TCP port/],
     ["a bad dial limit", { sshDialAttempts: 0 }, /control-plane:sshDialAttempts: 0 is not a whole number from 1 to 20/],
     // IPv6 and dual-stack: what Kubernetes 1.28 refuses, and what this design cannot serve yet, each said so.
@@ -148,4 +149,20 @@ test("extra flag values may be numbers or booleans (pulumi config set --path sto
 test("pkiDir must hold chapter 4's files", () => {
     assert.match(validateConfig({ pkiDir: "/srv/pki" }, noFiles).errors.join("\n"), /control-plane:pkiDir: \/srv\/pki lacks ca.pem, ca-key.pem/);
     assert.deepEqual(validateConfig({ pkiDir: "/srv/pki" }, allFiles).errors, []);
+});
+
+test("two daemons of a control node on one port are refused, naming both and the key that moved one", () => {
+    assert.deepEqual(portClashes(DEFAULTS), []);
+    assert.deepEqual(portClashes({ ...DEFAULTS, etcdClientHttpPort: 2380 }),
+        ["etcd's HTTP port (control-plane:etcdClientHttpPort) and etcd's peer port are the same port, 2380: each daemon needs its own"]);
+    assert.deepEqual(portClashes({ ...DEFAULTS, apiPort: 10259 }),
+        ["the scheduler's port and the API server's port (control-plane:apiPort) are the same port, 10259: each daemon needs its own"]);
+    assert.deepEqual(portClashes({ ...DEFAULTS, etcdClientHttpPort: 2380, etcdVersion: "3.5.7" }), [],
+        "an etcd without the flag listens on no HTTP port of its own");
+});
+
+test("the program refuses such a config before any resource", () => {
+    const refused = runProgram(devConfig({ etcdClientHttpPort: 2380 }));
+    assert.match(refused.error ?? "", /invalid configuration:\n  - etcd's HTTP port \(control-plane:etcdClientHttpPort\) and etcd's peer port are the same port, 2380/);
+    assert.deepEqual(refused.registrations.filter(r => r.type !== "pulumi:pulumi:Stack" && !r.read), [], "no resource registered");
 });
