@@ -15,7 +15,7 @@ import { Host, SshAccess } from "./remote/host";
 import { childOptions } from "./remote/options";
 import { script, shq } from "./remote/shell";
 import { scriptOnHost, sshLocalStep, sshSettings } from "./remote/ssh";
-import { GateSpec, localHealthGate, precondition, remoteFile, sshHealthGate, systemdService } from "./remote/steps";
+import { GateSpec, localHealthGate, precondition, reloadIfStale, remoteFile, sshHealthGate, systemdService } from "./remote/steps";
 
 export const ARP_SYSCTL_FILE = "/etc/sysctl.d/50-vip-arp.conf";
 export const LDIRECTORD_CONFIG = "/etc/ha.d/ldirectord.cf";
@@ -294,7 +294,7 @@ export class IpvsLoadBalancer extends pulumi.ComponentResource {
         const dropIn = renderLdirectordDropIn();
         const ldirectordDropIn = remoteFile(`${name}-ldirectord-drop-in`, gateway, {
             path: LDIRECTORD_DROP_IN, mode: "0644", ownedDirs: [LDIRECTORD_DROP_IN_DIR],
-            afterWrite: ["systemctl daemon-reload"], afterRemove: ["systemctl daemon-reload"],
+            afterWrite: [reloadIfStale("ldirectord")], afterRemove: [reloadIfStale("ldirectord")],
         }, dropIn, gatewayStep);
         const subsysTmpfile = "d /run/lock/subsys 0755 root root -\n";
         const subsys = remoteFile(`${name}-lock-dir`, gateway, {

@@ -302,7 +302,8 @@ describe("the seed's lab (3 control nodes, arm64)", () => {
             /mv -f '\/etc\/ha.d\/ldirectord.cf.kthw-orig' '\/etc\/ha.d\/ldirectord.cf'/, "and put back on destroy");
         assert.match(fileOf("api-load-balancer-ldirectord-ca"), /target='\/etc\/ha.d\/kubernetes-ca.pem'/);
         assert.match(fileOf("api-load-balancer-ldirectord-drop-in"),
-            /target='\/etc\/systemd\/system\/ldirectord.service.d\/kubernetes-ca.conf'[\s\S]*systemctl daemon-reload/);
+            /target='\/etc\/systemd\/system\/ldirectord.service.d\/kubernetes-ca.conf'[\s\S]*if \[ "\$\(systemctl show -p NeedDaemonReload --value 'ldirectord'\)" != no \]; then systemctl daemon-reload; fi/,
+            "the drop-in reaches a loaded ldirectord unit by a reload, an unloaded one when first asked for");
         assert.equal(reveal(byName(run, "api-load-balancer-ldirectord-drop-in").inputs.stdin),
             "[Service]\nEnvironment=PERL_LWP_SSL_CA_FILE=/etc/ha.d/kubernetes-ca.pem\n", "ldirectord's checks alone trust the cluster CA");
         assert.doesNotMatch(JSON.stringify(byType(run, REMOTE).map(r => reveal(r.inputs.create))), /update-ca-certificates/,
