@@ -58,10 +58,24 @@ test("a binary step installs only what matches its checksum, and names the URL w
     const missing = bash(binaryScripts({ ...spec, url: `file://${dir}/nothing`, sha256: "" }).create);
     assert.match(missing.stderr, /download failed on .*: file:\/\/.*\/nothing/);
     const good = binaryScripts({ ...spec, sha256: sum });
-    assert.equal(bash(good.create).status, 0);
-    assert.equal(fs.statSync(path.join(installDir, "kube-scheduler")).mode & 0o777, 0o755);
-    assert.equal(bash(good.delete!).status, 0);
-    assert.ok(!fs.existsSync(path.join(installDir, "kube-scheduler")));
+    // Checked with openssl where there is one (the Debian package here), else with sha256sum: a PATH with
+    // every tool the script needs but openssl.
+    assert.equal(spawnSync("bash", ["-c", "command -v openssl"]).status, 0, "openssl is installed here, so both paths run");
+    const noOpenssl = path.join(dir, "no-openssl");
+    fs.mkdirSync(noOpenssl);
+    for (const tool of ["curl", "mktemp", "rm", "sha256sum", "cut", "mv", "install", "hostname"]) {
+        fs.symlinkSync(spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim(), path.join(noOpenssl, tool));
+    }
+    for (const PATH of [process.env.PATH!, noOpenssl]) {
+        const env = { ...process.env, PATH };
+        const mismatch = spawnSync("/bin/bash", ["-c", binaryScripts({ ...spec, sha256: "0".repeat(64) }).create], { encoding: "utf8", env });
+        assert.match(mismatch.stderr, new RegExp(`expected 0{64}, got ${sum}`), `PATH=${PATH}: the sum it got`);
+        const run = spawnSync("/bin/bash", ["-c", good.create], { encoding: "utf8", env });
+        assert.equal(run.status, 0, run.stderr);
+        assert.equal(fs.statSync(path.join(installDir, "kube-scheduler")).mode & 0o777, 0o755);
+        assert.equal(bash(good.delete!).status, 0);
+        assert.ok(!fs.existsSync(path.join(installDir, "kube-scheduler")));
+    }
 });
 
 test("preflight refuses an upgrade that skips a minor release or goes back across one, and names the key", () => {
