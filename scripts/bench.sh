@@ -9,6 +9,8 @@
 #   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
 #     gate), the first API server healthy, ldirectord's first passing checks (the real-servers gate), the first
 #     controller manager and scheduler answering;
+#   - the CPU the cold up took: the machine's (all its cores) and the emulated gateway's QEMU, beside its wall
+#     time: where the machine is busy throughout, the CPU over the cores is the floor of that wall time;
 #   - one row per rolling change (an etcd flag, an API server flag, a controller manager flag): its time, and
 #     the requests a bounded loop sent through the VIP meanwhile and how many failed (test/e2e/traffic.sh).
 # Needs npm run engine and npm run lab:up. Not a test: it prints figures.
@@ -71,7 +73,13 @@ stamped() {
   shift
   "$@" | perl -MTime::HiRes=time -ne 'printf "{\"t\":%.3f,\"e\":%s}\n", time, $_ if /^\{/' >"$out"
 }
+# busy_ticks: the machine's CPU time so far, in clock ticks: all of /proc/stat's but idle and iowait.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# qemu_ticks: the gateway's QEMU's CPU time so far (user and system), in clock ticks.
+qemu_ticks() { awk '{ print $14 + $15 }' "/proc/$(<"$LAB_RUN/gateway/qemu.pid")/stat"; }
+busy0=$(busy_ticks) qemu0=$(qemu_ticks)
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
+cold_busy=$(($(busy_ticks) - busy0)) cold_qemu=$(($(qemu_ticks) - qemu0))
 timed noop-up stamped "$work/noop-up.events" program up --yes --skip-preview --json
 # Again, NOOP_RUNS times: the first no-change up reads every binary (the cold up's probe found none to keep
 # a sum of); from the second on, the probes take an unchanged binary's sum from the last run
@@ -129,6 +137,9 @@ printf '\ntransparent huge pages: %s\n' "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/k
 printf '\n%-40s %10s %10s %9s\n' "step" "program" "baseline" "ratio"
 row "cold up / empty program" cold-up "${took[empty-up]}"
 row "cold up / its critical path" cold-up "$critical_ms"
+awk -v busy="$cold_busy" -v qemu="$cold_qemu" -v hz="$(getconf CLK_TCK)" -v ms="${took[cold-up]}" -v cores="$(nproc)" 'BEGIN {
+  printf "  (the cold up took %.1f CPU-seconds of the machine'"'"'s %d cores in %.1f s, %.2f cores busy on average; the emulated gateway'"'"'s QEMU %.1f of them; their floor here: %.1f s)\n",
+    busy / hz, cores, ms / 1000, busy / hz / (ms / 1000), qemu / hz, busy / hz / cores }'
 row "no-change up, the first / empty program" noop-up "${took[empty-noop]}"
 row "no-change up, again / empty program" noop-up-again "${took[empty-noop]}"
 printf '  (medians of %s runs: the program %s, the empty program %s; the empty program before the control plane ran: %ss, %s)\n' \
