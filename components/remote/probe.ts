@@ -21,7 +21,7 @@ import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Machine } from "../config";
-import { script } from "./shell";
+import { FAST_SHA256, script } from "./shell";
 import { pinnedHostLines, sharedConnection, sharedConnectionOptions, SshSettings, sshOptionGroups } from "./ssh";
 import { refusal } from "../traces";
 import { debug } from "../sdkLogs";
@@ -239,7 +239,7 @@ export function probeQueryLines(query: ProbeQuery): string[] {
  */
 export function probeScript(query: ProbeQuery): string {
     return script(
-        `if command -v openssl >/dev/null 2>&1; then big_digest() { openssl dgst -sha256 -r "$@"; }; else big_digest() { sha256sum "$@"; }; fi`,
+        FAST_SHA256,
         `files=() stats=() hashed=() units=() addrs=() sysctls=() versions=() ports=() argvs=()`,
         `declare -A mode=() size=() ident=() sum=() knownid=() knownsum=() knownvid=() knownvline=() identsaid=() mainpid=()`,
         // Seconds since the epoch as the probe starts, before it reads any file.
@@ -296,7 +296,7 @@ export function probeScript(query: ProbeQuery): string {
         `    else small+=("$f")`,
         `    fi`,
         `  done`,
-        `  digest_all big_digest "\${big[@]}"`,
+        `  digest_all fast_sha256 "\${big[@]}"`,
         `  digest_all sha256sum "\${small[@]}"`,
         `  for f in "\${files[@]}"; do`,
         `    f=\${f#* }`,

@@ -45,3 +45,11 @@ export function waitUntil(what: string, probe: string, timeoutSeconds: number, d
         `echo ${shq(`ready: ${what}`)}`,
     ];
 }
+
+/**
+ * A bash line that defines `fast_sha256 FILE...`: OpenSSL's sha256 where there is one (it uses the CPU's SHA
+ * instructions, coreutils' does not: 65 against 190 ms for kube-apiserver's 81 MB on a lab node), else
+ * `sha256sum`. Either prints a line per file, the sum first.
+ */
+export const FAST_SHA256 =
+    `if command -v openssl >/dev/null 2>&1; then fast_sha256() { openssl dgst -sha256 -r "$@"; }; else fast_sha256() { sha256sum "$@"; }; fi`;
