@@ -3,7 +3,9 @@
 #   - wall times of cold up, no-change ups (the first reads every binary; later ones take an unchanged
 #     binary's sum from the last run: the median of NOOP_RUNS), preview and destroy, beside the same engine's
 #     time for an empty program (its no-change up the median of NOOP_RUNS too, run alternating with the
-#     program's under the same load; ratio = program / empty); a
+#     program's under the same load; ratio = program / empty), and its no-change up beside a program of the
+#     same shape whose steps do nothing (scripts/bench/shape: the engine's own cost of that many steps, chained
+#     as deep), with the CPU each took; a
 #     no-change preview --refresh beside the plain preview (both probe every host once:
 #     components/remote/probe.ts);
 #   - cold up beside its critical path, read from the same up's event log: etcd reaching quorum (the cluster
@@ -26,7 +28,7 @@ mkdir -p "$work/state" "$work/bin"
 source test/e2e/traffic.sh
 # The baseline's stack file is this run's alone.
 # BENCH_KEEP=1 keeps the scratch dir (the event logs, every step's output) and says where.
-trap '[[ -n ${BENCH_KEEP:-} ]] && echo "kept $work" >&2 || rm -rf "$work"; rm -f scripts/bench/empty/Pulumi.bench.yaml' EXIT
+trap '[[ -n ${BENCH_KEEP:-} ]] && echo "kept $work" >&2 || rm -rf "$work"; rm -f scripts/bench/{empty,shape}/Pulumi.bench.yaml' EXIT
 
 # timed NAME CMD...: runs CMD, records its wall time in milliseconds.
 declare -A took
@@ -52,8 +54,11 @@ repeated() {
 NOOP_RUNS=3
 program() { lab/exec.sh pulumi --non-interactive --stack lab "$@"; }
 empty() { (cd scripts/bench/empty && pulumi --non-interactive --stack bench "$@"); }
+shape() { (cd scripts/bench/shape && pulumi --non-interactive --stack bench "$@"); }
 
-(cd scripts/bench/empty && pulumi stack init bench --secrets-provider passphrase >/dev/null)
+for baseline in empty shape; do
+  (cd "scripts/bench/$baseline" && pulumi stack init bench --secrets-provider passphrase >/dev/null)
+done
 # A fresh stack in a fresh backend: a passphrase salt left in the generated stack file belongs to another.
 sed -i '/^encryptionsalt:/d' Pulumi.lab.yaml
 cp Pulumi.lab.yaml "$work/Pulumi.lab.yaml"
@@ -81,17 +86,44 @@ busy0=$(busy_ticks) qemu0=$(qemu_ticks)
 timed cold-up stamped "$work/cold-up.events" program up --yes --skip-preview --json
 cold_busy=$(($(busy_ticks) - busy0)) cold_qemu=$(($(qemu_ticks) - qemu0))
 timed noop-up stamped "$work/noop-up.events" program up --yes --skip-preview --json
+# The do-nothing program takes the deployed program's shape: its steps (custom resources but the engine's
+# own), its tls keys, its longest chain of steps (dependencies and parents followed, a component no step).
+read -r shape_steps shape_keys shape_depth < <(program stack export | jq -r '
+  [.deployment.resources[] | select(.type | startswith("pulumi:") | not)] as $rs
+  | ($rs | map({ key: .urn, value: ((.dependencies // []) + (if .parent then [.parent] else [] end)) }) | from_entries) as $deps
+  | ($rs | map({ key: .urn, value: (if .custom then 1 else 0 end) }) | from_entries) as $weight
+  | (reduce range(0; $rs | length) as $_ ({}; . as $d
+      | reduce ($deps | keys[]) as $u ($d; .[$u] = $weight[$u] + ([$deps[$u][] | $d[.] // 0] | max // 0)))) as $depth
+  | "\([$rs[] | select(.custom)] | length) \([$rs[] | select(.type | startswith("tls:index/privateKey"))] | length) \([$depth[]] | max)"')
+shape config set steps "$shape_steps"
+shape config set keys "$shape_keys"
+shape config set depth "$shape_depth"
+timed shape-up shape up --yes --skip-preview
+# The lab at rest (its etcd members, API servers, ldirectord's checks), in clock ticks a second.
+rest0=$(busy_ticks)
+sleep 5
+rest=$((($(busy_ticks) - rest0) / 5))
 # Again, NOOP_RUNS times: the first no-change up reads every binary (the cold up's probe found none to keep
 # a sum of); from the second on, the probes take an unchanged binary's sum from the last run
 # (components/remote/probe.ts).
 # The empty program's no-change ups alternate with these: both under the same load (the lab's etcd members,
 # API servers and ldirectord's checks keep about half a core of this machine's two busy).
+# The do-nothing program of the same shape alternates with both. cpu[NAME]: the machine's CPU ticks over
+# NAME's runs, the lab's rest included; gateway_cpu[NAME]: the emulated gateway's QEMU's share.
+declare -A cpu gateway_cpu
+measured() {
+  local name=$1 b0 q0
+  shift
+  b0=$(busy_ticks) q0=$(qemu_ticks)
+  timed "$name.$i" "$@"
+  cpu[$name]=$((${cpu[$name]:-0} + $(busy_ticks) - b0)) gateway_cpu[$name]=$((${gateway_cpu[$name]:-0} + $(qemu_ticks) - q0))
+}
 for ((i = 1; i <= NOOP_RUNS; i++)); do
-  timed "empty-noop.$i" empty up --yes --skip-preview
-  timed "noop-up-again.$i" stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
+  measured empty-noop empty up --yes --skip-preview
+  measured shape-noop shape up --yes --skip-preview
+  measured noop-up-again stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
 done
-repeated noop-up-again "$NOOP_RUNS"
-repeated empty-noop "$NOOP_RUNS"
+for name in noop-up-again empty-noop shape-noop; do repeated "$name" "$NOOP_RUNS"; done
 timed empty-preview empty preview
 cp "$work/noop-up-again.${median_run[noop-up-again]}.events" "$work/noop-up-again.events"
 timed preview program preview
@@ -144,6 +176,21 @@ row "no-change up, the first / empty program" noop-up "${took[empty-noop]}"
 row "no-change up, again / empty program" noop-up-again "${took[empty-noop]}"
 printf '  (medians of %s runs: the program %s, the empty program %s; the empty program before the control plane ran: %ss, %s)\n' \
   "$NOOP_RUNS" "${spread[noop-up-again]}" "${spread[empty-noop]}" "$(seconds "${took[empty-noop-idle]}")" "${spread[empty-noop-idle]}"
+row "no-change up, again / its shape, doing nothing" noop-up-again "${took[shape-noop]}"
+row "its shape, doing nothing / empty program" shape-noop "${took[empty-noop]}"
+printf '  (the do-nothing program: %s steps, %s of them tls keys, chained %s deep, its last deployment read back; medians of %s runs: %s)\n' \
+  "$shape_steps" "$shape_keys" "$shape_depth" "$NOOP_RUNS" "${spread[shape-noop]}"
+# The CPU of one no-change up, the lab's rest over its time taken out: its own, beside the baselines'.
+own_cpu() {
+  local ms=0 i
+  for ((i = 1; i <= NOOP_RUNS; i++)); do ms=$((ms + ${took[$1.$i]})); done
+  awk -v ticks="${cpu[$1]}" -v rest="$rest" -v ms="$ms" -v runs="$NOOP_RUNS" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f", (ticks - rest * ms / 1000) / hz / runs }'
+}
+printf '  (the CPU of one no-change up, the lab at rest taken out (%s CPU-seconds a second): the program %s CPU-seconds, the emulated gateway'"'"'s QEMU %s of them; its shape doing nothing %s; the empty program %s)\n' \
+  "$(awk -v r="$rest" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", r / hz }')" "$(own_cpu noop-up-again)" \
+  "$(awk -v q="${gateway_cpu[noop-up-again]}" -v hz="$(getconf CLK_TCK)" -v runs="$NOOP_RUNS" 'BEGIN { printf "%.1f", q / hz / runs }')" \
+  "$(own_cpu shape-noop)" "$(own_cpu empty-noop)"
 row "preview / empty program" preview "${took[empty-preview]}"
 row "preview --refresh / preview" preview-refresh "${took[preview]}"
 row "destroy / empty program" destroy "${took[empty-destroy]}"
