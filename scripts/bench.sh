@@ -99,29 +99,30 @@ shape config set steps "$shape_steps"
 shape config set keys "$shape_keys"
 shape config set depth "$shape_depth"
 timed shape-up shape up --yes --skip-preview
-# The lab at rest (its etcd members, API servers, ldirectord's checks), in clock ticks a second.
+# The lab at rest (its etcd members, API servers, ldirectord's checks): the machine's clock ticks over 5 s.
 rest0=$(busy_ticks)
 sleep 5
-rest=$((($(busy_ticks) - rest0) / 5))
+rest=$(($(busy_ticks) - rest0))
 # Again, NOOP_RUNS times: the first no-change up reads every binary (the cold up's probe found none to keep
 # a sum of); from the second on, the probes take an unchanged binary's sum from the last run
 # (components/remote/probe.ts).
 # The empty program's no-change ups alternate with these: both under the same load (the lab's etcd members,
 # API servers and ldirectord's checks keep about half a core of this machine's two busy).
-# The do-nothing program of the same shape alternates with both. cpu[NAME]: the machine's CPU ticks over
-# NAME's runs, the lab's rest included; gateway_cpu[NAME]: the emulated gateway's QEMU's share.
+# The do-nothing program of the same shape alternates with both.
+# measured NAME RUN CMD...: timed NAME.RUN CMD..., adding the machine's CPU ticks over it to cpu[NAME] (the lab's
+# rest included) and the emulated gateway's QEMU's to gateway_cpu[NAME].
 declare -A cpu gateway_cpu
 measured() {
-  local name=$1 b0 q0
-  shift
+  local name=$1 run=$2 b0 q0
+  shift 2
   b0=$(busy_ticks) q0=$(qemu_ticks)
-  timed "$name.$i" "$@"
+  timed "$name.$run" "$@"
   cpu[$name]=$((${cpu[$name]:-0} + $(busy_ticks) - b0)) gateway_cpu[$name]=$((${gateway_cpu[$name]:-0} + $(qemu_ticks) - q0))
 }
 for ((i = 1; i <= NOOP_RUNS; i++)); do
-  measured empty-noop empty up --yes --skip-preview
-  measured shape-noop shape up --yes --skip-preview
-  measured noop-up-again stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
+  measured empty-noop "$i" empty up --yes --skip-preview
+  measured shape-noop "$i" shape up --yes --skip-preview
+  measured noop-up-again "$i" stamped "$work/noop-up-again.$i.events" program up --yes --skip-preview --json
 done
 for name in noop-up-again empty-noop shape-noop; do repeated "$name" "$NOOP_RUNS"; done
 timed empty-preview empty preview
@@ -185,10 +186,10 @@ own_cpu() {
   local ms=0 i
   for ((i = 1; i <= NOOP_RUNS; i++)); do ms=$((ms + ${took[$1.$i]})); done
   awk -v ticks="${cpu[$1]}" -v rest="$rest" -v ms="$ms" -v runs="$NOOP_RUNS" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { printf "%.1f", (ticks - rest * ms / 1000) / hz / runs }'
+    'BEGIN { printf "%.1f", (ticks - rest / 5 * ms / 1000) / hz / runs }'
 }
-printf '  (the CPU of one no-change up, the lab at rest taken out (%s CPU-seconds a second): the program %s CPU-seconds, the emulated gateway'"'"'s QEMU %s of them; its shape doing nothing %s; the empty program %s)\n' \
-  "$(awk -v r="$rest" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", r / hz }')" "$(own_cpu noop-up-again)" \
+printf '  (the CPU of one no-change up, the lab at rest taken out (%s CPU-seconds a second): the program %s CPU-seconds (the emulated gateway'"'"'s QEMU %s over the same time, its rest included); its shape doing nothing %s; the empty program %s)\n' \
+  "$(awk -v r="$rest" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", r / 5 / hz }')" "$(own_cpu noop-up-again)" \
   "$(awk -v q="${gateway_cpu[noop-up-again]}" -v hz="$(getconf CLK_TCK)" -v runs="$NOOP_RUNS" 'BEGIN { printf "%.1f", q / hz / runs }')" \
   "$(own_cpu shape-noop)" "$(own_cpu empty-noop)"
 row "preview / empty program" preview "${took[empty-preview]}"
