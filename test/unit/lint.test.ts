@@ -70,13 +70,19 @@ test("every unit file passes systemd-analyze verify", () => {
     assert.ok(typo.status !== 0 || typo.stderr.includes("Unknown key"));
 });
 
-test("the kube-bench scripts pass shellcheck", () => {
+test("the repository's own bash scripts pass shellcheck, the kube-bench ones with set -euo pipefail", () => {
     const root = path.join(__dirname, "..", "..", "..");
-    const scripts = ["test/cis/build.sh", "test/cis/run.sh", "test/cis/local.sh", "scripts/bench-cis.sh"];
+    const listed = spawnSync("git", ["ls-files", "*.sh"], { cwd: root, encoding: "utf8" });
+    assert.equal(listed.status, 0, listed.stderr);
+    const scripts = [...listed.stdout.split("\n").filter(line => line !== ""), ".ci/run"];
+    const kubeBench = ["test/cis/build.sh", "test/cis/run.sh", "test/cis/local.sh", "scripts/bench-cis.sh"];
+    for (const file of [...kubeBench, "scripts/bench.sh", "lab/up.sh"]) {
+        assert.ok(scripts.includes(file), `${file} is among the scripts checked`);
+    }
     const result = spawnSync("shellcheck", ["-x", "--shell=bash", "--severity=style", ...scripts], { cwd: root, encoding: "utf8" });
     assert.equal(result.error, undefined, "shellcheck is installed (.ci/run installs it)");
     assert.equal(result.status, 0, result.stdout);
-    for (const file of scripts) {
+    for (const file of kubeBench) {
         assert.match(fs.readFileSync(path.join(root, file), "utf8"), /^set -euo pipefail$/m, file);
     }
 });
